@@ -1,0 +1,1 @@
+"""diffusers-style modules of DreamDance (``ModelMixin`` + ``ConfigMixin``; saved config.json is the architecture)."""

@@ -1,0 +1,189 @@
+"""Attention pieces of DreamDance: geometry attention, temporal attention and the Stage-1 attention processors.
+
+The layers hold the weights; the processors hold the math and read an explicit state object
+(:class:`Stage1AttentionState`) that the model fills for the duration of one forward pass. Nothing here patches
+diffusers: processors are installed with ``set_attn_processor``.
+
+Token layouts (``b`` = groups such as CFG branches x frames, ``m`` = modalities, ``f`` = frames, ``n`` = tokens):
+
+* geometry attention (paper eq. 5): every modality's queries attend to the keys/values of all modalities of the
+  same frame, i.e. joint attention over ``[b, m * n, c]``;
+* temporal attention: every token attends to the same token in the other frames of the window, ``[b * n, f, c]``,
+  with a sinusoidal frame-position encoding.
+
+Both return a residual *delta* whose output projection is zero-initialised, so a freshly added module changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from einops import rearrange
+from torch import nn
+
+
+def _zero_(module: nn.Module) -> nn.Module:
+    for parameter in module.parameters():
+        nn.init.zeros_(parameter)
+    return module
+
+
+class GeometryAttention(nn.Module):
+    """Joint attention across the modalities of one frame (paper eq. 5 and 7); output projection zero-initialised."""
+
+    def __init__(self, dim: int, num_heads: int = 8):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"geometry attention: dim {dim} is not divisible by num_heads {num_heads}")
+        self.norm = nn.LayerNorm(dim)
+        self.attn = Attention(query_dim=dim, heads=num_heads, dim_head=dim // num_heads, out_bias=True)
+        _zero_(self.attn.to_out[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``[b, m, n, c]`` -> residual delta of the same shape."""
+        num_modalities = x.shape[1]
+        joint = rearrange(x, "b m n c -> b (m n) c")
+        out = self.attn(self.norm(joint))
+        return rearrange(out, "b (m n) c -> b m n c", m=num_modalities)
+
+
+def sinusoidal_positions(num_positions: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Transformer sinusoidal encoding ``[num_positions, dim]`` (any length: no table to outgrow)."""
+    position = torch.arange(num_positions, device=device, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    encoding = torch.zeros(num_positions, dim, device=device)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency)[:, : dim // 2]
+    return encoding.to(dtype=dtype)
+
+
+class TemporalAttention(nn.Module):
+    """Attention across the frames of a window, per token position; output projection zero-initialised."""
+
+    def __init__(self, dim: int, num_heads: int = 8):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"temporal attention: dim {dim} is not divisible by num_heads {num_heads}")
+        self.norm = nn.LayerNorm(dim)
+        self.attn = Attention(query_dim=dim, heads=num_heads, dim_head=dim // num_heads, out_bias=True)
+        _zero_(self.attn.to_out[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``[b, f, n, c]`` -> residual delta of the same shape."""
+        b, f, n, c = x.shape
+        tokens = rearrange(x, "b f n c -> (b n) f c")
+        tokens = self.norm(tokens) + sinusoidal_positions(f, c, device=x.device, dtype=x.dtype)
+        out = self.attn(tokens)
+        return rearrange(out, "(b n) f c -> b f n c", b=b)
+
+
+@dataclass
+class Stage1AttentionState:
+    """What the Stage-1 processors need to know about the current forward pass.
+
+    The denoising batch is laid out as ``(groups, modalities, frames)`` flattened, groups being e.g. the
+    conditional/unconditional CFG branches.
+
+    Attributes:
+        num_modalities: modalities per group (3 for joint RGB/normal/depth, 1 for single-modality training).
+        num_frames: frames per group and modality.
+        reference: per self-attention layer name, the reference UNet's features ``[R, N, C]`` (None: no injection).
+        reference_index: ``[batch]`` long, which reference each sample attends to; ``-1`` = none (dropped reference,
+            the unconditional CFG branch).
+        geometry: whether geometry attention runs.
+        temporal: whether temporal attention runs.
+        record: when not None, the reference UNet's processors write their features into this dict.
+    """
+
+    num_modalities: int = 1
+    num_frames: int = 1
+    reference: dict[str, torch.Tensor] | None = None
+    reference_index: torch.Tensor | None = None
+    geometry: bool = False
+    temporal: bool = False
+    record: dict[str, torch.Tensor] | None = field(default=None)
+
+
+class ReferenceRecordProcessor:
+    """Reference UNet self-attention: plain attention that also records its input features for injection."""
+
+    def __init__(self, state: Stage1AttentionState, name: str):
+        self.state = state
+        self.name = name
+        self.inner = AttnProcessor2_0()
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None):
+        if self.state.record is not None:
+            self.state.record[self.name] = hidden_states
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+class Stage1SelfAttnProcessor:
+    """Denoising-UNet self-attention: reference injection (eq. 4) + geometry attention (eq. 5) + temporal attention.
+
+    1. self-attention whose keys/values are ``concat(x, x_ref)`` along the sequence, ``x_ref`` taken from the
+       reference UNet's same layer; samples with ``reference_index == -1`` are masked off the reference tokens;
+    2. plus geometry attention across the modalities of each frame (when enabled);
+    3. plus temporal attention across the frames of each modality (when enabled).
+    The three results are summed into the block's residual stream by the surrounding transformer block.
+    """
+
+    def __init__(
+        self,
+        state: Stage1AttentionState,
+        name: str,
+        geometry: GeometryAttention | None = None,
+        temporal: TemporalAttention | None = None,
+    ):
+        self.state = state
+        self.name = name
+        self.geometry = geometry
+        self.temporal = temporal
+
+    def _self_attention(self, attn: Attention, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, N, C]
+        batch, _, _ = x.shape
+        query, key, value = attn.to_q(x), attn.to_k(x), attn.to_v(x)
+        mask = None
+        features = None if self.state.reference is None else self.state.reference.get(self.name)
+        index = self.state.reference_index
+        if features is not None and index is not None and bool((index >= 0).any()):
+            # keys/values of the reference tokens: computed once per reference, gathered per sample
+            ref_key = attn.to_k(features)[index.clamp(min=0)]  # [R, Nr, C] -> [B, Nr, C]
+            ref_value = attn.to_v(features)[index.clamp(min=0)]
+            key = torch.cat([key, ref_key], dim=1)
+            value = torch.cat([value, ref_value], dim=1)
+            if bool((index < 0).any()):
+                keep_ref = (index >= 0)[:, None].expand(-1, features.shape[1])
+                keep_self = torch.ones(batch, x.shape[1], dtype=torch.bool, device=x.device)
+                mask = torch.cat([keep_self, keep_ref], dim=1)[:, None, None, :]  # [B, 1, 1, N + Nr]
+        heads = attn.heads
+        query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=heads) for t in (query, key, value))
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+        out = rearrange(out, "b h n d -> b n (h d)")
+        return attn.to_out[1](attn.to_out[0](out))
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None):
+        if hidden_states.ndim != 3:
+            raise ValueError(f"Stage-1 self-attention expects [batch, tokens, channels], got {tuple(hidden_states.shape)}")
+        state = self.state
+        # 1. self-attention with reference injection
+        out = self._self_attention(attn, hidden_states)
+        grouped = None
+        if (state.geometry and self.geometry is not None) or (state.temporal and self.temporal is not None):
+            # [(g m f), n, c] -> [g, m, f, n, c]
+            grouped = rearrange(hidden_states, "(g m f) n c -> g m f n c", m=state.num_modalities, f=state.num_frames)
+        # 2. geometry attention: modalities of the same frame attend to each other
+        if state.geometry and self.geometry is not None:
+            delta = self.geometry(rearrange(grouped, "g m f n c -> (g f) m n c"))
+            out = out + rearrange(delta, "(g f) m n c -> (g m f) n c", f=state.num_frames)
+        # 3. temporal attention: frames of the same modality attend to each other
+        if state.temporal and self.temporal is not None:
+            delta = self.temporal(rearrange(grouped, "g m f n c -> (g m) f n c"))
+            out = out + rearrange(delta, "(g m) f n c -> (g m f) n c", m=state.num_modalities)
+        return out

@@ -1,0 +1,1 @@
+"""Samplers and the pieces both stages share: overlapping windows and classifier-free guidance."""

@@ -1,0 +1,196 @@
+"""Stage-1 sampler: reference image + rendered poses -> per-frame RGB, normal and depth (paper section 4.1).
+
+Algorithm: DDIM (any diffusers scheduler with ``set_timesteps``/``step`` works) over joint RGB/normal/depth latents
+laid out as ``[domains, frames, 4, h, w]``; at every step the frames are denoised in overlapping windows
+(:mod:`.windows`) and each domain gets its own guidance scale (multi-domain CFG, :mod:`.guidance`). The reference
+UNet runs once per call; the pose guider once per call; conditional and unconditional branches share one forward
+(``cfg_batch=True``) unless memory asks otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from ..geometry import decode_latents, encode_latents
+from ..models.clip_image import encode_clip_image
+from ..models.stage1 import NUM_DOMAINS, GeometryDiffusionModel
+from .guidance import multi_domain_cfg
+from .windows import WindowOptions, blend_windows, window_indices
+
+Callback = Callable[[int, int, "torch.Tensor | None"], None]
+
+# SD1.5's training noise schedule; "trailing" spacing as the AnimateAnyone family samples it.
+SD15_DDIM_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    timestep_spacing="trailing",
+    prediction_type="epsilon",
+)
+
+
+def default_scheduler():
+    """The DDIM scheduler Stage 1 samples with by default."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**SD15_DDIM_CONFIG)
+
+
+@dataclass
+class GeometryOutput:
+    """Stage-1 results, core images ``[frames, 3, H, W]`` in -1..1 (see :mod:`dreamdance_core.geometry`)."""
+
+    rgb: torch.Tensor
+    normal: torch.Tensor
+    depth: torch.Tensor
+
+
+def _check_images(name: str, images: torch.Tensor) -> None:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name} must be images [frames, 3, H, W], got shape {tuple(images.shape)}")
+    if images.shape[0] < 1:
+        raise ValueError(f"{name} is empty: at least one frame is needed")
+    height, width = images.shape[-2:]
+    if height % 8 or width % 8:
+        raise ValueError(
+            f"{name} is {width}x{height} (W x H); both sides must be multiples of 8 for the VAE - resize to e.g. "
+            f"{width // 8 * 8}x{height // 8 * 8}"
+        )
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def _check_inputs(reference: torch.Tensor, poses: torch.Tensor, guidance: Sequence[float], steps: int) -> torch.Tensor:
+    if reference.ndim == 3:
+        reference = reference.unsqueeze(0)
+    _check_images("reference image", reference)
+    _check_images("pose maps", poses)
+    if reference.shape[0] != 1:
+        raise ValueError(f"one reference image per video, got {reference.shape[0]}")
+    if reference.shape[-2:] != poses.shape[-2:]:
+        raise ValueError(
+            f"reference image is {reference.shape[-1]}x{reference.shape[-2]} but the pose maps are "
+            f"{poses.shape[-1]}x{poses.shape[-2]} (W x H); resize both to the sampling resolution"
+        )
+    if len(guidance) != NUM_DOMAINS:
+        raise ValueError(f"guidance needs {NUM_DOMAINS} scales (rgb, normal, depth), got {len(guidance)}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    return reference
+
+
+@torch.no_grad()
+def sample_geometry(
+    model: GeometryDiffusionModel,
+    vae,
+    image_encoder,
+    reference: torch.Tensor,
+    poses: torch.Tensor,
+    *,
+    steps: int = 25,
+    guidance: Sequence[float] = (3.5, 2.5, 3.5),
+    scheduler=None,
+    generator: torch.Generator | None = None,
+    windows: WindowOptions | None = None,
+    callback: Callback | None = None,
+    cfg_batch: bool = True,
+    decode_chunk_size: int = 8,
+) -> GeometryOutput:
+    """Generate RGB, normal and depth frames for ``poses`` in the appearance of ``reference``.
+
+    Args:
+        model: the Stage-1 model.
+        vae: an SD ``AutoencoderKL``.
+        image_encoder: a ``CLIPVisionModelWithProjection`` whose projection matches the UNet's cross-attention dim.
+        reference: reference image ``[1, 3, H, W]`` in -1..1.
+        poses: rendered pose maps ``[F, 3, H, W]`` in -1..1, same size as ``reference``.
+        steps: denoising steps.
+        guidance: ordinary CFG scale per domain (RGB, normal, depth); the paper's eq. 6 scale ``s`` is ``w - 1``.
+            The unconditional branch drops the reference image (no reference injection, zero CLIP embedding).
+        scheduler: a diffusers scheduler (default :func:`default_scheduler`).
+        generator: for reproducible noise.
+        windows: window options for long sequences (None: all frames at once).
+        callback: ``callback(step, total, preview)`` after every window of every step; raise in it to cancel.
+        cfg_batch: run conditional and unconditional branches in one forward (faster, more memory).
+        decode_chunk_size: frames per VAE decode.
+    """
+    reference = _check_inputs(reference, poses, guidance, steps)
+    device, dtype = model.denoising_unet.device, model.denoising_unet.dtype
+    scheduler = scheduler or default_scheduler()
+    scheduler.set_timesteps(steps, device=device)
+    num_frames = poses.shape[0]
+    guided = any(float(w) != 1.0 for w in guidance)
+
+    # 1. reference: CLIP embedding, VAE latents and reference-UNet features, once per video
+    image_embeds = encode_clip_image(image_encoder, reference).to(device=device, dtype=dtype)[:, None]  # [1, 1, C]
+    reference_latents = encode_latents(vae, reference)
+    features = model.encode_reference(reference_latents.to(device=device, dtype=dtype), image_embeds)
+    # 2. pose guider features, once per video
+    pose_features = model.encode_pose(poses.to(device=device, dtype=dtype))  # [F, C0, h, w]
+    # 3. initial noise for all domains and frames: [domains, frames, 4, h, w]
+    latent_shape = (NUM_DOMAINS, num_frames, reference_latents.shape[1], *reference_latents.shape[-2:])
+    latents = torch.randn(latent_shape, generator=generator, device="cpu", dtype=torch.float32)
+    latents = (latents * scheduler.init_noise_sigma).to(device=device, dtype=dtype)
+
+    num_windows = len(window_indices(num_frames, windows))
+    total = steps * num_windows
+    progress = 0
+
+    def run_model(x: torch.Tensor, t, groups: tuple[bool, ...], frame_pose: torch.Tensor) -> torch.Tensor:
+        """x: [domains, f, 4, h, w]; one forward for the given branches (True = conditional) -> [g, domains, f, ...]."""
+        f = x.shape[1]
+        per_group = NUM_DOMAINS * f
+        sample = x.flatten(0, 1).repeat(len(groups), 1, 1, 1)  # [(g m f), 4, h, w]
+        sample = scheduler.scale_model_input(sample, t)
+        embeds = torch.cat([image_embeds if cond else torch.zeros_like(image_embeds) for cond in groups])
+        embeds = embeds.repeat_interleave(per_group, dim=0)  # [(g m f), 1, C]
+        index = torch.tensor([0 if cond else -1 for cond in groups], device=device).repeat_interleave(per_group)
+        domain = torch.arange(NUM_DOMAINS, device=device).repeat_interleave(f).repeat(len(groups))
+        out = model(
+            sample,
+            t,
+            embeds,
+            frame_pose.repeat(len(groups) * NUM_DOMAINS, 1, 1, 1),
+            domain,
+            num_modalities=NUM_DOMAINS,
+            num_frames=f,
+            reference=features,
+            reference_index=index,
+        )
+        return out.view(len(groups), NUM_DOMAINS, f, *out.shape[1:])
+
+    for step_index, t in enumerate(scheduler.timesteps):
+
+        def denoise_window(frame_index: torch.Tensor) -> torch.Tensor:
+            nonlocal progress
+            frame_index = frame_index.to(device)
+            x = latents[:, frame_index]
+            frame_pose = pose_features[frame_index]
+            if not guided:
+                eps = run_model(x, t, (True,), frame_pose)[0]
+            elif cfg_batch:
+                eps_cond, eps_uncond = run_model(x, t, (True, False), frame_pose)
+                eps = multi_domain_cfg(eps_cond, eps_uncond, guidance, domain_dim=0)
+            else:
+                eps_cond = run_model(x, t, (True,), frame_pose)[0]
+                eps_uncond = run_model(x, t, (False,), frame_pose)[0]
+                eps = multi_domain_cfg(eps_cond, eps_uncond, guidance, domain_dim=0)
+            progress += 1
+            if callback is not None:
+                callback(progress, total, None)
+            return eps
+
+        eps = blend_windows(denoise_window, num_frames, windows, frame_dim=1)
+        latents = scheduler.step(eps, t, latents, generator=generator).prev_sample
+
+    # 4. decode every domain's frames
+    decoded = decode_latents(vae, latents.flatten(0, 1), chunk_size=decode_chunk_size)
+    rgb, normal, depth = decoded.view(NUM_DOMAINS, num_frames, *decoded.shape[1:]).unbind(0)
+    return GeometryOutput(rgb=rgb, normal=normal, depth=depth)

@@ -1,0 +1,229 @@
+"""Stage-2 sampler: SVD's EDM image-to-video sampling with the cross-domain controller and the SVD ControlNet.
+
+Algorithm (as ``diffusers.StableVideoDiffusionPipeline`` 0.42, written as a function of its components):
+
+1. the reference image's CLIP image embedding (zeros for the unconditional branch);
+2. noise augmentation of the reference, its VAE latent (distribution mode), repeated over the frames and
+   concatenated to the noisy latents on the channel axis (zeros for the unconditional branch);
+3. added time ids ``(fps - 1, motion_bucket_id, noise_aug_strength)``;
+4. ``EulerDiscreteScheduler`` with SVD's config (Karras sigmas, v-prediction, continuous timesteps); latents drawn
+   from the seed and scaled by ``init_noise_sigma``;
+5. at every step, every window of frames (:mod:`dreamdance_core.sampling.windows`) is denoised: the controller's
+   guidance feature (computed once per video) goes through the ControlNet, whose residuals enter the UNet; the
+   unconditional and conditional branches are combined with per-frame linear CFG from ``min_cfg`` (first frame) to
+   ``max_cfg`` (last frame, global frame index); the blended prediction makes one Euler step;
+6. VAE decoding in chunks of ``decode_chunk_size`` frames.
+
+The reference image (CLIP embedding and latent) conditions every window. With no control (``control=None``) this is
+plain SVD sampling on the same code path. Noise is drawn on the CPU from ``seed``, so results do not depend on the
+device's random generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from diffusers import EulerDiscreteScheduler
+
+from ..models.clip_image import encode_clip_image
+from ..models.controller import ControlMapError, CrossDomainController
+from ..models.svd_controlnet import SVDControlNet
+from .guidance import classifier_free_guidance, linear_frame_scales
+from .windows import WindowOptions, blend_windows, window_indices
+
+ProgressCallback = Callable[[int, int, "torch.Tensor | None"], None]
+
+
+class Stage2InputError(ValueError):
+    """Inputs of the Stage-2 sampler that cannot work together (sizes, frame counts, options)."""
+
+
+@dataclass
+class SVDComponents:
+    """The pretrained SVD parts: ``ControlledSVDUNet``, ``AutoencoderKLTemporalDecoder``,
+    ``CLIPVisionModelWithProjection`` and the ``EulerDiscreteScheduler`` config (a dict)."""
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    image_encoder: torch.nn.Module
+    scheduler_config: Mapping
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+
+@dataclass
+class Stage2Control:
+    """The DreamDance control path: controller + ControlNet + the control maps ``{name: [f, 3, H, W]}`` in -1..1.
+
+    ``strength`` scales all ControlNet residuals (0 = plain SVD); ``modality_strengths`` scales each modality's
+    encoded feature inside the controller (missing names: 1.0).
+    """
+
+    controller: CrossDomainController
+    controlnet: SVDControlNet
+    maps: Mapping[str, torch.Tensor]
+    strength: float = 1.0
+    modality_strengths: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage2Options:
+    """Sampling options; sizes are width x height (the paper: 512x768, 16-frame windows)."""
+
+    width: int = 512
+    height: int = 768
+    num_frames: int = 16
+    steps: int = 25
+    min_cfg: float = 1.0
+    max_cfg: float = 3.0
+    fps: int = 7
+    motion_bucket_id: int = 127
+    noise_aug_strength: float = 0.02
+    seed: int = 0
+    decode_chunk_size: int = 8
+    windows: WindowOptions | None = None
+
+    def __post_init__(self):
+        if self.num_frames < 1:
+            raise Stage2InputError(f"num_frames must be at least 1, got {self.num_frames}")
+        if self.steps < 1:
+            raise Stage2InputError(f"steps must be at least 1, got {self.steps}")
+        if self.width < 8 or self.height < 8 or self.width % 8 or self.height % 8:
+            raise Stage2InputError(f"width and height must be positive multiples of 8, got {self.width}x{self.height}")
+        if self.decode_chunk_size < 1:
+            raise Stage2InputError(f"decode_chunk_size must be at least 1, got {self.decode_chunk_size}")
+        if self.fps < 1:
+            raise Stage2InputError(f"fps must be at least 1 (SVD is conditioned on fps - 1), got {self.fps}")
+
+
+def _check_reference(reference: torch.Tensor) -> torch.Tensor:
+    """``[3, H, W]`` or ``[1, 3, H, W]`` -> ``[1, 3, H, W]``."""
+    if reference.ndim == 3:
+        reference = reference[None]
+    if reference.ndim != 4 or reference.shape[:2] != (1, 3):
+        raise Stage2InputError(f"the reference image must be [3, H, W] or [1, 3, H, W] in -1..1, got {tuple(reference.shape)}")
+    return reference
+
+
+def _check_control(control: Stage2Control, components: SVDComponents, options: Stage2Options) -> None:
+    frames = control.controller.check_maps(control.maps, (options.width, options.height))
+    if frames != options.num_frames:
+        raise ControlMapError(
+            f"the control maps hold {frames} frames but num_frames is {options.num_frames}; make them agree"
+        )
+    if control.controller.downscale_factor != components.vae_scale_factor:
+        raise Stage2InputError(
+            f"the controller downscales by {control.controller.downscale_factor} but the VAE by "
+            f"{components.vae_scale_factor}; build the controller with len(block_channels) = "
+            f"{components.vae_scale_factor.bit_length()}"
+        )
+    if control.controller.config.out_channels != control.controlnet.conditioning_channels:
+        raise Stage2InputError(
+            f"the controller outputs {control.controller.config.out_channels} channels but the ControlNet adds "
+            f"{control.controlnet.conditioning_channels} after conv_in; build them for the same UNet"
+        )
+
+
+def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, decode_chunk_size: int) -> torch.Tensor:
+    """``[f, c, h, w]`` SVD latents -> frames ``[f, 3, H, W]`` in -1..1, ``decode_chunk_size`` frames at a time."""
+    latents = latents / vae.config.scaling_factor
+    frames = [
+        vae.decode(chunk, num_frames=chunk.shape[0]).sample.float()
+        for chunk in latents.split(decode_chunk_size, dim=0)
+    ]
+    return torch.cat(frames, dim=0).clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def sample_stage2(
+    components: SVDComponents,
+    reference: torch.Tensor,
+    options: Stage2Options,
+    control: Stage2Control | None = None,
+    callback: ProgressCallback | None = None,
+) -> torch.Tensor:
+    """Animate ``reference`` (``[1, 3, H, W]`` in -1..1, resized to the requested size) into ``[f, 3, H, W]``.
+
+    ``control=None`` is plain SVD. ``callback(step, total, None)`` is called after every window of every step
+    (``total = steps x windows``); raising from it cancels the run (the exception propagates).
+    """
+    unet, vae = components.unet, components.vae
+    device, dtype = unet.device, unet.dtype
+    reference = _check_reference(reference)
+    if control is not None:
+        _check_control(control, components, options)
+    num_frames, size = options.num_frames, (options.height, options.width)
+    do_cfg = options.max_cfg > 1.0
+    branches = 2 if do_cfg else 1
+    generator = torch.Generator(device="cpu").manual_seed(options.seed)
+
+    # 1. reference CLIP image embedding: [1, 1, d] (+ zeros for the unconditional branch)
+    reference = F.interpolate(reference.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
+    image_embeds = encode_clip_image(components.image_encoder, reference.to(device))[:, None].to(dtype)
+
+    # 2. noise-augmented reference latent: [1, c, h, w]
+    noise = torch.randn(reference.shape, generator=generator)
+    augmented = (reference + options.noise_aug_strength * noise).to(device=device, dtype=vae.dtype)
+    image_latents = vae.encode(augmented).latent_dist.mode().to(dtype)
+    if do_cfg:
+        image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
+        image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
+
+    # 3. added time ids: [branches, 3]
+    added_time_ids = torch.tensor(
+        [[options.fps - 1, options.motion_bucket_id, options.noise_aug_strength]], dtype=dtype, device=device
+    ).repeat(branches, 1)
+
+    # 4. scheduler and initial latents: [1, f, c, h, w]
+    scheduler = EulerDiscreteScheduler.from_config(dict(components.scheduler_config))
+    scheduler.set_timesteps(options.steps, device=device)
+    latent_shape = (1, num_frames, vae.config.latent_channels, *(s // components.vae_scale_factor for s in size))
+    latents = torch.randn(latent_shape, generator=generator).to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+    cfg_scales = linear_frame_scales(num_frames, options.min_cfg, options.max_cfg).to(device=device, dtype=dtype)
+
+    # 5. guidance feature, once per video: [f, c0, h, w]
+    guidance = None
+    if control is not None:
+        maps = {name: m.to(device) for name, m in control.maps.items()}
+        guidance = control.controller(maps, control.modality_strengths).to(dtype)
+
+    # 6. denoising loop over steps and windows
+    num_windows = len(window_indices(num_frames, options.windows))
+    total = options.steps * num_windows
+    calls = 0
+    for t in scheduler.timesteps:
+
+        def denoise(index: torch.Tensor) -> torch.Tensor:
+            nonlocal calls
+            index = index.to(device)
+            n = index.numel()
+            # [1, n, c, h, w] -> [branches, n, 2c, h, w]
+            model_input = scheduler.scale_model_input(latents[:, index].repeat(branches, 1, 1, 1, 1), t)
+            model_input = torch.cat([model_input, image_latents[:, None].expand(-1, n, -1, -1, -1)], dim=2)
+            residuals = {}
+            if control is not None:
+                down, mid = control.controlnet(
+                    model_input, t, image_embeds, added_time_ids,
+                    controlnet_cond=guidance[index].repeat(branches, 1, 1, 1),  # [branches*n, c0, h, w]
+                    conditioning_scale=control.strength, return_dict=False,
+                )
+                residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+            prediction = unet(model_input, t, image_embeds, added_time_ids, return_dict=False, **residuals)[0]
+            if do_cfg:
+                uncond, cond = prediction.chunk(2)
+                prediction = classifier_free_guidance(cond, uncond, cfg_scales[index].view(1, n, 1, 1, 1))
+            calls += 1
+            if callback is not None:
+                callback(calls, total, None)
+            return prediction
+
+        prediction = blend_windows(denoise, num_frames, options.windows, frame_dim=1)
+        latents = scheduler.step(prediction, t, latents).prev_sample
+
+    # 7. decode in chunks: [f, 3, H, W]
+    return decode_latents(vae, latents[0].to(vae.dtype), options.decode_chunk_size)

@@ -1,0 +1,172 @@
+"""Stage-1 sampler: MCFG, windows, reference UNet reuse, callbacks, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamdance_core.geometry import encode_latents
+from dreamdance_core.models.clip_image import encode_clip_image
+from dreamdance_core.sampling.stage1 import default_scheduler, sample_geometry
+from dreamdance_core.sampling.windows import WindowOptions
+from tiny_stage1 import randomize_, tiny_image_encoder, tiny_stage1, tiny_vae
+
+H, W = 32, 24  # image size (latents 4 x 3)
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    model = tiny_stage1()
+    randomize_(model.adapter, scale=0.05, seed=2)
+    randomize_(model.pose_guider, scale=0.05, seed=3)
+    return model, tiny_vae().eval(), tiny_image_encoder()
+
+
+def inputs(frames: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, H, W, generator=g) * 2 - 1, torch.rand(frames, 3, H, W, generator=g) * 2 - 1
+
+
+def sample(parts, reference, poses, **kwargs):
+    model, vae, encoder = parts
+    kwargs.setdefault("steps", 2)
+    kwargs.setdefault("generator", torch.Generator().manual_seed(42))
+    return sample_geometry(model, vae, encoder, reference, poses, **kwargs)
+
+
+def test_outputs_have_one_frame_per_pose_in_every_domain(parts):
+    reference, poses = inputs(3)
+    out = sample(parts, reference, poses)
+    for images in (out.rgb, out.normal, out.depth):
+        assert images.shape == (3, 3, H, W)
+        assert images.abs().max() <= 1.0
+    # deterministic with a seed
+    again = sample(parts, reference, poses)
+    assert torch.equal(out.depth, again.depth)
+
+
+def test_equal_scales_match_an_ordinary_cfg_loop(parts):
+    """The sampler with (w, w, w) equals a plain CFG loop written independently here."""
+    model, vae, encoder = parts
+    reference, poses = inputs(2)
+    w, steps = 2.5, 2
+    out = sample(parts, reference, poses, guidance=(w, w, w), steps=steps)
+
+    scheduler = default_scheduler()
+    scheduler.set_timesteps(steps)
+    with torch.no_grad():
+        embeds = encode_clip_image(encoder, reference)[:, None]
+        features = model.encode_reference(encode_latents(vae, reference), embeds)
+        pose = model.encode_pose(poses)
+        latents = torch.randn(3, 2, 4, H // 8, W // 8, generator=torch.Generator().manual_seed(42))
+        domain = torch.arange(3).repeat_interleave(2)
+        for t in scheduler.timesteps:
+            flat = latents.flatten(0, 1)
+            common = dict(num_modalities=3, num_frames=2, reference=features)
+            cond = model(flat, t, embeds.expand(6, -1, -1), pose.repeat(3, 1, 1, 1), domain,
+                         reference_index=torch.zeros(6, dtype=torch.long), **common)
+            uncond = model(flat, t, torch.zeros(6, 1, embeds.shape[-1]), pose.repeat(3, 1, 1, 1), domain,
+                           reference_index=torch.full((6,), -1), **common)
+            eps = (uncond + w * (cond - uncond)).view_as(latents)
+            latents = scheduler.step(eps, t, latents).prev_sample
+        depth = vae.decode(latents[2] / vae.config.scaling_factor).sample.clamp(-1, 1)
+    torch.testing.assert_close(out.depth, depth, rtol=1e-4, atol=1e-4)
+
+
+def test_unequal_scales_act_per_domain(parts):
+    model, _, _ = parts
+    reference, poses = inputs(2)
+    model.use_geometry_attention = False  # keep domains independent so only the depth branch may change
+    try:
+        a = sample(parts, reference, poses, guidance=(3.0, 2.0, 1.5))
+        b = sample(parts, reference, poses, guidance=(3.0, 2.0, 6.0))
+    finally:
+        model.use_geometry_attention = True
+    assert torch.equal(a.rgb, b.rgb) and torch.equal(a.normal, b.normal)
+    assert (a.depth - b.depth).abs().max() > 1e-4
+
+
+def test_batched_and_separate_cfg_branches_agree(parts):
+    reference, poses = inputs(2)
+    batched = sample(parts, reference, poses, cfg_batch=True)
+    separate = sample(parts, reference, poses, cfg_batch=False)
+    torch.testing.assert_close(batched.normal, separate.normal, rtol=1e-4, atol=1e-4)
+
+
+def test_output_depends_on_the_reference_image(parts):
+    _, poses = inputs(2)
+    first = sample(parts, inputs(1, seed=1)[0], poses)
+    second = sample(parts, inputs(1, seed=2)[0], poses)
+    assert (first.rgb - second.rgb).abs().max() > 1e-4
+
+
+def test_reference_unet_runs_once_per_call_and_callback_once_per_window_per_step(parts):
+    model, _, _ = parts
+    reference, poses = inputs(7)
+    calls = []
+    handle = model.reference_unet.register_forward_hook(lambda *args: calls.append(1))
+    progress = []
+    try:
+        out = sample(
+            parts, reference, poses, steps=3,
+            windows=WindowOptions(length=3, overlap=1),  # windows [0-2] [2-4] [4-6]
+            callback=lambda step, total, preview: progress.append((step, total)),
+        )
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    assert progress == [(i, 9) for i in range(1, 10)]
+    assert out.depth.shape[0] == 7
+
+
+def test_one_window_covering_everything_equals_no_windows(parts):
+    reference, poses = inputs(3)
+    plain = sample(parts, reference, poses)
+    windowed = sample(parts, reference, poses, windows=WindowOptions(length=16, overlap=4))
+    assert torch.equal(plain.normal, windowed.normal)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_any_length_works_with_windows(parts, frames):
+    reference, poses = inputs(frames)
+    out = sample(parts, reference, poses, steps=1, windows=WindowOptions(length=2, overlap=1, weighting="pyramid"))
+    assert out.rgb.shape[0] == frames and torch.isfinite(out.rgb).all()
+
+
+def test_cancel_from_the_callback_stops_sampling(parts):
+    reference, poses = inputs(2)
+    seen = []
+
+    class Cancelled(Exception):
+        pass
+
+    def callback(step, total, preview):
+        seen.append(step)
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        sample(parts, reference, poses, steps=5, callback=callback)
+    assert seen == [1]
+
+
+@pytest.mark.parametrize(
+    "reference_shape, poses_shape, message",
+    [
+        ((1, 3, 30, 24), (2, 3, 30, 24), "multiples of 8"),
+        ((1, 3, 32, 24), (0, 3, 32, 24), "empty"),
+        ((1, 3, 32, 24), (2, 3, 40, 24), "resize both"),
+        ((1, 3, 32, 24), (2, 1, 32, 24), r"\[frames, 3, H, W\]"),
+        ((2, 3, 32, 24), (2, 3, 32, 24), "one reference image"),
+    ],
+)
+def test_bad_input_is_a_clear_error(parts, reference_shape, poses_shape, message):
+    with pytest.raises(ValueError, match=message):
+        sample(parts, torch.zeros(reference_shape), torch.zeros(poses_shape))
+
+
+def test_nan_input_is_a_clear_error(parts):
+    reference, poses = inputs(2)
+    poses[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        sample(parts, reference, poses)
