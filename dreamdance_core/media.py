@@ -1,0 +1,94 @@
+"""Images in and out of the core: loading a reference image, writing frames, contact sheets, depth colour maps.
+
+Core images are float ``[frames, 3, H, W]`` in -1..1; arrays here are ``uint8 [frames, H, W, 3]``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Core images ``[F, 3, H, W]`` in -1..1 -> ``uint8 [F, H, W, 3]``."""
+    array = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return array.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(array: np.ndarray) -> torch.Tensor:
+    """``uint8 [F, H, W, 3]`` -> core images ``[F, 3, H, W]`` in -1..1."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def load_image(path: str | os.PathLike, width: int, height: int) -> torch.Tensor:
+    """An image file as a core image ``[1, 3, height, width]``: centre-cropped to the aspect ratio, then resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path).convert("RGB")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"reference image {path} not found") from error
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{path} is not a readable image ({error})") from error
+    scale = max(width / image.width, height / image.height)
+    crop_w, crop_h = round(width / scale), round(height / scale)
+    left, top = (image.width - crop_w) // 2, (image.height - crop_h) // 2
+    image = image.crop((left, top, left + crop_w, top + crop_h)).resize((width, height), Image.Resampling.LANCZOS)
+    return from_uint8(np.asarray(image)[None])
+
+
+def colorize_depth(depth_images: torch.Tensor) -> np.ndarray:
+    """Depth images (see :mod:`dreamdance_core.geometry`) -> ``uint8 [F, H, W, 3]`` TURBO colour map, background black."""
+    import cv2
+
+    grey = to_uint8(depth_images)[..., 0]
+    coloured = np.stack([cv2.applyColorMap(frame, cv2.COLORMAP_TURBO)[..., ::-1] for frame in grey])
+    coloured[grey == 0] = 0
+    return coloured
+
+
+def contact_sheet(rows: Sequence[np.ndarray], max_columns: int = 8, gap: int = 2) -> np.ndarray:
+    """Rows of frame strips (each ``uint8 [F_i, H, W, 3]``, same H and W) -> one ``uint8`` image.
+
+    At most ``max_columns`` frames per row, evenly picked; shorter rows (e.g. a single reference) start left.
+    """
+    if not rows:
+        raise ValueError("a contact sheet needs at least one row")
+    height, width = rows[0].shape[1:3]
+    if any(row.shape[1:3] != (height, width) for row in rows):
+        raise ValueError(f"all rows must have {width}x{height} frames: {[r.shape[1:3] for r in rows]}")
+    columns = min(max_columns, max(len(row) for row in rows))
+    sheet = np.full(((height + gap) * len(rows) - gap, (width + gap) * columns - gap, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        picks = np.linspace(0, len(row) - 1, min(columns, len(row))).round().astype(int)
+        for c, index in enumerate(picks):
+            y, x = r * (height + gap), c * (width + gap)
+            sheet[y : y + height, x : x + width] = row[index]
+    return sheet
+
+
+def save_frames(frames: np.ndarray, folder: str | os.PathLike) -> list[Path]:
+    """Write ``uint8 [F, H, W, 3]`` frames as ``folder/000000.png`` ...; returns the paths."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, frame in enumerate(frames):
+        path = folder / f"{index:06d}.png"
+        Image.fromarray(frame).save(path)
+        paths.append(path)
+    return paths
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
