@@ -92,3 +92,44 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
     return path
+
+
+def fit_images(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Core images ``[F, 3, h, w]`` -> ``[F, 3, height, width]``: centre-cropped to the aspect ratio, then resized."""
+    if width < 8 or height < 8:
+        raise ValueError(f"target size {width}x{height} is too small (at least 8x8)")
+    h, w = images.shape[-2:]
+    scale = max(width / w, height / h)
+    crop_w, crop_h = min(w, round(width / scale)), min(h, round(height / scale))
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    images = images[..., top : top + crop_h, left : left + crop_w]
+    if (crop_h, crop_w) == (height, width):
+        return images
+    return torch.nn.functional.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(-1, 1)
+
+
+def geometry_panels(
+    depth: torch.Tensor,
+    normal: torch.Tensor,
+    pose: torch.Tensor | None = None,
+    reference: torch.Tensor | None = None,
+) -> np.ndarray:
+    """Per frame, side by side: reference, pose, normal, colour-mapped depth -> ``uint8 [F, H, k * W, 3]``.
+
+    All inputs are core images; every panel is fitted to the depth maps' size; a single reference or pose frame is
+    repeated for every frame.
+    """
+    frames, _, height, width = depth.shape
+    if normal.shape[0] != frames:
+        raise ValueError(f"depth has {frames} frames but normal has {normal.shape[0]}: give maps of the same video")
+    panels = []
+    for extra, name in ((reference, "reference"), (pose, "pose")):
+        if extra is None:
+            continue
+        if extra.shape[0] not in (1, frames):
+            raise ValueError(f"{name} has {extra.shape[0]} frames; give 1 or as many as the depth maps ({frames})")
+        panels.append(to_uint8(fit_images(extra, width, height)).repeat(frames // extra.shape[0], axis=0))
+    panels.append(to_uint8(fit_images(normal, width, height)))
+    panels.append(colorize_depth(depth))
+    return np.concatenate(panels, axis=2)

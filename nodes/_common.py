@@ -50,3 +50,97 @@ def progress_callback(total: int):
             bar.update_absolute(step, total_steps)
 
     return callback
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model folders
+
+DREAMDANCE_FOLDER = "dreamdance"
+NONE = "(none)"
+TINY_DEMO = "(tiny random demo)"
+
+
+def register_model_folder() -> None:
+    """Register ``models/dreamdance`` with ComfyUI (idempotent; extra_model_paths.yaml may add more paths)."""
+    import os
+
+    import folder_paths
+
+    path = os.path.join(folder_paths.models_dir, DREAMDANCE_FOLDER)
+    known = folder_paths.folder_names_and_paths.get(DREAMDANCE_FOLDER, ([], set()))[0]
+    if path not in known:
+        folder_paths.add_model_folder_path(DREAMDANCE_FOLDER, path)
+
+
+def weight_folders(marker: str) -> list[str]:
+    """Sub-folders of the registered ``dreamdance`` folders that contain ``marker`` (e.g. ``adapter/config.json``)."""
+    from pathlib import Path
+
+    import folder_paths
+
+    register_model_folder()
+    depth = marker.count("/")  # root/<name>/adapter/config.json -> root/<name>
+    found = set()
+    for root in folder_paths.get_folder_paths(DREAMDANCE_FOLDER):
+        root = Path(root)
+        for pattern in (f"*/{marker}", f"*/*/{marker}"):
+            found.update(p.parents[depth].relative_to(root).as_posix() for p in root.glob(pattern))
+    return sorted(found)
+
+
+def resolve_weight_folder(name: str, what: str, how_to_get: str):
+    """Full path of ``name`` (as listed by :func:`weight_folders`) or an error naming the folders searched."""
+    from pathlib import Path
+
+    import folder_paths
+
+    register_model_folder()
+    roots = folder_paths.get_folder_paths(DREAMDANCE_FOLDER)
+    for root in roots:
+        candidate = Path(root) / name
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"{what} {name!r} not found in {', '.join(roots)}. {how_to_get}")
+
+
+def model_file(kind: str, name: str):
+    """Full path of a file chosen from a ComfyUI model folder (``checkpoints``, ``clip_vision``), or None for (none)."""
+    if name == NONE:
+        return None
+    import folder_paths
+
+    path = folder_paths.get_full_path(kind, name)
+    if path is None:
+        raise FileNotFoundError(
+            f"{name!r} not found in ComfyUI's {kind} folders ({', '.join(folder_paths.get_folder_paths(kind))})"
+        )
+    return path
+
+
+def choices(kind: str) -> list[str]:
+    """``(none)`` followed by the files of a ComfyUI model folder."""
+    import folder_paths
+
+    try:
+        return [NONE, *folder_paths.get_filename_list(kind)]
+    except KeyError:  # folder kind unknown to this ComfyUI
+        return [NONE]
+
+
+def run_on_device(pipeline, keep_loaded: bool):
+    """Context manager: ``pipeline.to(torch device)`` for the work, back to the offload device after unless kept."""
+    import contextlib
+
+    import comfy.model_management as mm
+
+    @contextlib.contextmanager
+    def scope():
+        pipeline.to(device=mm.get_torch_device())
+        try:
+            yield mm.get_torch_device()
+        finally:
+            if not keep_loaded:
+                pipeline.to(device=mm.unet_offload_device())
+                mm.soft_empty_cache()
+
+    return scope()
