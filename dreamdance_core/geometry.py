@@ -75,3 +75,15 @@ def decode_latents(vae, latents: torch.Tensor, chunk_size: int = 8) -> torch.Ten
     latents = latents.to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor
     images = [vae.decode(chunk).sample for chunk in latents.split(chunk_size)]
     return torch.cat(images).float().clamp(-1.0, 1.0)
+
+
+# SD1.x latent -> approximate RGB (the linear factors ComfyUI's latent previews use for SD1.5)
+SD15_LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
+
+
+def latent_preview(latent: torch.Tensor) -> torch.Tensor | None:
+    """A cheap preview ``[3, h, w]`` in -1..1 of one scaled SD latent ``[4, h, w]`` (None for other latent sizes)."""
+    if latent.ndim != 3 or latent.shape[0] != len(SD15_LATENT_RGB):
+        return None
+    factors = torch.tensor(SD15_LATENT_RGB, dtype=torch.float32, device=latent.device)
+    return torch.einsum("chw,cr->rhw", latent.float(), factors).clamp(-1.0, 1.0)

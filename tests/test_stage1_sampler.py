@@ -111,12 +111,14 @@ def test_reference_unet_runs_once_per_call_and_callback_once_per_window_per_step
         out = sample(
             parts, reference, poses, steps=3,
             windows=WindowOptions(length=3, overlap=1),  # windows [0-2] [2-4] [4-6]
-            callback=lambda step, total, preview: progress.append((step, total)),
+            callback=lambda step, total, preview: progress.append((step, total, preview)),
         )
     finally:
         handle.remove()
     assert len(calls) == 1
-    assert progress == [(i, 9) for i in range(1, 10)]
+    assert [(step, total) for step, total, _ in progress] == [(i, 9) for i in range(1, 10)]
+    previews = [preview for *_, preview in progress]
+    assert all(p.shape == (3, H // 8, W // 8) and p.abs().max() <= 1 for p in previews)  # latent-sized RGB guess
     assert out.depth.shape[0] == 7
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..geometry import decode_latents, encode_latents
+from ..geometry import decode_latents, encode_latents, latent_preview
 from ..models.clip_image import encode_clip_image
 from ..models.stage1 import NUM_DOMAINS, GeometryDiffusionModel
 from .guidance import multi_domain_cfg
@@ -86,6 +86,13 @@ def _check_inputs(reference: torch.Tensor, poses: torch.Tensor, guidance: Sequen
     return reference
 
 
+def _preview(scheduler, sample: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor | None:
+    """Approximate RGB of the clean-latent estimate ``x0 = (x_t - sqrt(1 - a) * eps) / sqrt(a)`` of one frame."""
+    alpha = scheduler.alphas_cumprod[int(t)].to(sample.device, torch.float32)
+    x0 = (sample.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
+    return latent_preview(x0)
+
+
 @torch.no_grad()
 def sample_geometry(
     model: GeometryDiffusionModel,
@@ -117,7 +124,8 @@ def sample_geometry(
         scheduler: a diffusers scheduler (default :func:`default_scheduler`).
         generator: for reproducible noise.
         windows: window options for long sequences (None: all frames at once).
-        callback: ``callback(step, total, preview)`` after every window of every step; raise in it to cancel.
+        callback: ``callback(step, total, preview)`` after every window of every step (``preview``: approximate RGB
+            ``[3, h, w]`` of the window's middle frame, from its clean-latent estimate); raise in it to cancel.
         cfg_batch: run conditional and unconditional branches in one forward (faster, more memory).
         decode_chunk_size: frames per VAE decode.
     """
@@ -184,7 +192,7 @@ def sample_geometry(
                 eps = multi_domain_cfg(eps_cond, eps_uncond, guidance, domain_dim=0)
             progress += 1
             if callback is not None:
-                callback(progress, total, None)
+                callback(progress, total, _preview(scheduler, x[0, x.shape[1] // 2], eps[0, eps.shape[1] // 2], t))
             return eps
 
         eps = blend_windows(denoise_window, num_frames, windows, frame_dim=1)

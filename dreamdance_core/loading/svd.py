@@ -1,0 +1,356 @@
+"""Loading Stable Video Diffusion (img2vid, SVD-XT 1.1) and the Stage-2 control weights.
+
+* a diffusers folder (``unet/``, ``vae/``, ``image_encoder/``, ``scheduler/``) - :func:`load_svd_folder`;
+* a single-file checkpoint as found in ComfyUI's ``models/checkpoints`` (``svd_xt_1_1.safetensors``, the original
+  Stability ``generative-models`` key names) - :func:`load_svd_single_file`. diffusers has no ``from_single_file``
+  for SVD, so the key conversion is here: one function per part maps each diffusers key to its original key
+  (:func:`unet_original_key`, :func:`vae_original_key`, :func:`clip_original_key`), used in both directions;
+  the architecture comes from the JSON configs shipped in ``dreamdance_core/configs/svd`` (works offline);
+* the controller and the ControlNet, saved with ``save_pretrained`` and read back strictly -
+  :func:`save_stage2_control`, :func:`load_stage2_control`.
+
+Single-file layout: UNet under ``model.diffusion_model.``, VAE under ``first_stage_model.``, the OpenCLIP ViT-H image
+encoder under ``conditioner.embedders.0.open_clip.model.visual.``. Everything is strict: every weight of the target
+models must be found, and unconsumed keys under those prefixes are reported (a different architecture).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+from ..models.controller import CrossDomainController
+from ..models.svd_controlnet import SVDControlNet
+from ..models.unet_svd import ControlledSVDUNet
+from ..sampling.stage2 import SVDComponents
+from .common import WeightFileError, check_state_dict, load_model_strict, read_safetensors
+
+SVD_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "svd"
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+CLIP_PREFIX = "conditioner.embedders.0.open_clip.model.visual."
+CLIP_WEIGHTS_NAME = "model.safetensors"
+SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
+
+
+@dataclass(frozen=True)
+class OriginalKey:
+    """Where a diffusers weight lives in the original checkpoint.
+
+    ``chunk``: index into a fused q/k/v tensor (split in 3 along dim 0); ``transpose``: stored transposed.
+    Shapes that differ only by trailing singleton dims (1x1 convs vs linears) are reshaped.
+    """
+
+    key: str
+    chunk: int | None = None
+    transpose: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------- key maps
+
+_LDM_RESBLOCK = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+
+
+def _rename_first(rest: str, table: Mapping[str, str]) -> str:
+    """Rename the leading module name of ``rest`` (e.g. ``conv1.weight``) through ``table``."""
+    for new, old in table.items():
+        if rest.startswith(new + "."):
+            return old + rest[len(new):]
+    return rest
+
+
+def _video_resblock(rest: str, spatial: Mapping[str, str], mix_factor: str) -> str:
+    """diffusers ``SpatioTemporalResBlock`` -> original ``VideoResBlock`` (spatial part, ``time_stack``, mixer)."""
+    if rest.startswith("spatial_res_block."):
+        return _rename_first(rest[len("spatial_res_block."):], spatial)
+    if rest.startswith("temporal_res_block."):
+        return "time_stack." + _rename_first(rest[len("temporal_res_block."):], _LDM_RESBLOCK)
+    if rest == "time_mixer.mix_factor":
+        return mix_factor
+    raise KeyError(rest)
+
+
+def _video_transformer(rest: str) -> str:
+    """diffusers ``TransformerSpatioTemporalModel`` -> original ``SpatialVideoTransformer``."""
+    rest = rest.replace("temporal_transformer_blocks.", "time_stack.")
+    return rest.replace("time_pos_embed.linear_1.", "time_pos_embed.0.").replace("time_pos_embed.linear_2.", "time_pos_embed.2.")
+
+
+def unet_original_key(key: str, layers_per_block: int, up_blocks_with_attention: set[int]) -> OriginalKey:
+    """Original (``model.diffusion_model.``-relative) key of a ``UNetSpatioTemporalConditionModel`` weight."""
+    simple = {"time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
+              "add_embedding.linear_1.": "label_emb.0.0.", "add_embedding.linear_2.": "label_emb.0.2.",
+              "conv_in.": "input_blocks.0.0.", "conv_norm_out.": "out.0.", "conv_out.": "out.2."}
+    for new, old in simple.items():
+        if key.startswith(new):
+            return OriginalKey(old + key[len(new):])
+    per_level = layers_per_block + 1
+    resblock = lambda rest: _video_resblock(rest, _LDM_RESBLOCK, "time_mixer.mix_factor")  # noqa: E731
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
+        block, kind, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
+        index = 1 + block * per_level + layer
+        if kind == "resnets":
+            return OriginalKey(f"input_blocks.{index}.0.{resblock(rest)}")
+        return OriginalKey(f"input_blocks.{index}.1.{_video_transformer(rest)}")
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
+        return OriginalKey(f"input_blocks.{(int(m[1]) + 1) * per_level}.0.op.{m[2]}")
+    if m := re.fullmatch(r"mid_block\.resnets\.(\d)\.(.+)", key):
+        return OriginalKey(f"middle_block.{2 * int(m[1])}.{resblock(m[2])}")
+    if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", key):
+        return OriginalKey(f"middle_block.1.{_video_transformer(m[1])}")
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
+        block, kind, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
+        index = block * per_level + layer
+        if kind == "resnets":
+            return OriginalKey(f"output_blocks.{index}.0.{resblock(rest)}")
+        return OriginalKey(f"output_blocks.{index}.1.{_video_transformer(rest)}")
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
+        block = int(m[1])
+        slot = 2 if block in up_blocks_with_attention else 1
+        return OriginalKey(f"output_blocks.{block * per_level + layers_per_block}.{slot}.conv.{m[2]}")
+    raise KeyError(key)
+
+
+def vae_original_key(key: str, num_blocks: int) -> OriginalKey | None:
+    """Original (``first_stage_model.``-relative) key of an ``AutoencoderKLTemporalDecoder`` weight.
+
+    ``None`` for ``quant_conv`` (SVD's autoencoder has none: it must be the identity).
+    """
+    if key.startswith("quant_conv."):
+        return None
+    vae_resnet = {"conv_shortcut": "nin_shortcut"}
+    part, rest = key.split(".", 1)
+    renamed = {"conv_norm_out.": "norm_out.", "time_conv_out.": "conv_out.time_mix_conv."}
+    for new, old in renamed.items():
+        if rest.startswith(new):
+            return OriginalKey(f"{part}.{old}{rest[len(new):]}")
+    if rest.startswith(("conv_in.", "conv_out.")):
+        return OriginalKey(key)
+    if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", rest):
+        return OriginalKey(f"{part}.mid.attn_1.{_rename_first(m[1], _VAE_ATTENTION)}")
+    if m := re.fullmatch(r"mid_block\.resnets\.(\d)\.(.+)", rest):
+        inner = m[2] if part == "encoder" else _video_resblock(m[2], vae_resnet, "mix_factor")
+        return OriginalKey(f"{part}.mid.block_{int(m[1]) + 1}.{_rename_first(inner, vae_resnet)}")
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", rest):
+        return OriginalKey(f"encoder.down.{m[1]}.block.{m[2]}.{_rename_first(m[3], vae_resnet)}")
+    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", rest):
+        return OriginalKey(f"encoder.down.{m[1]}.downsample.conv.{m[2]}")
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", rest):
+        level = num_blocks - 1 - int(m[1])
+        return OriginalKey(f"decoder.up.{level}.block.{m[2]}.{_video_resblock(m[3], vae_resnet, 'mix_factor')}")
+    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", rest):
+        return OriginalKey(f"decoder.up.{num_blocks - 1 - int(m[1])}.upsample.conv.{m[2]}")
+    raise KeyError(key)
+
+
+def clip_original_key(key: str) -> OriginalKey:
+    """Original OpenCLIP (``...visual.``-relative) key of a ``CLIPVisionModelWithProjection`` weight."""
+    table = {"vision_model.embeddings.class_embedding": "class_embedding",
+             "vision_model.embeddings.patch_embedding.weight": "conv1.weight",
+             "vision_model.embeddings.position_embedding.weight": "positional_embedding",
+             "vision_model.pre_layrnorm.": "ln_pre.", "vision_model.post_layernorm.": "ln_post."}
+    for new, old in table.items():
+        if key.startswith(new):
+            return OriginalKey(old + key[len(new):])
+    if key == "visual_projection.weight":
+        return OriginalKey("proj", transpose=True)
+    if m := re.fullmatch(r"vision_model\.encoder\.layers\.(\d+)\.(.+)", key):
+        prefix, rest = f"transformer.resblocks.{m[1]}.", m[2]
+        if q := re.fullmatch(r"self_attn\.([qkv])_proj\.(weight|bias)", rest):
+            return OriginalKey(f"{prefix}attn.in_proj_{q[2]}", chunk="qkv".index(q[1]))
+        layer = {"layer_norm1.": "ln_1.", "layer_norm2.": "ln_2.", "self_attn.out_proj.": "attn.out_proj.",
+                 "mlp.fc1.": "mlp.c_fc.", "mlp.fc2.": "mlp.c_proj."}
+        for new, old in layer.items():
+            if rest.startswith(new):
+                return OriginalKey(prefix + old + rest[len(new):])
+    raise KeyError(key)
+
+
+# ------------------------------------------------------------------------------------------------ conversion engine
+
+KeyMap = Callable[[str], "OriginalKey | None"]
+
+
+def _unet_key_map(unet: torch.nn.Module) -> KeyMap:
+    layers = unet.config.layers_per_block
+    if not isinstance(layers, int):
+        if len(set(layers)) != 1:
+            raise WeightFileError(f"single-file SVD conversion needs one layers_per_block for all levels, got {layers}")
+        layers = layers[0]
+    with_attention = {i for i, block in enumerate(unet.up_blocks) if hasattr(block, "attentions")}
+    return lambda key: unet_original_key(key, layers, with_attention)
+
+
+def _vae_key_map(vae: torch.nn.Module) -> KeyMap:
+    return lambda key: vae_original_key(key, len(vae.config.block_out_channels))
+
+
+def _fit(tensor: torch.Tensor, shape: torch.Size, source: str, key: str) -> torch.Tensor:
+    if tensor.shape == shape:
+        return tensor
+    if tensor.numel() == torch.Size(shape).numel() and [d for d in tensor.shape if d != 1] == [d for d in shape if d != 1]:
+        return tensor.reshape(shape)
+    raise WeightFileError(
+        f"{source}: {key} has shape {tuple(tensor.shape)} but the model expects {tuple(shape)}; the checkpoint is "
+        f"not an SVD img2vid checkpoint of the configured size (check the config folder)"
+    )
+
+
+def load_original_into(
+    model: torch.nn.Module, original: Mapping[str, torch.Tensor], prefix: str, key_map: KeyMap, source: str
+) -> None:
+    """Fill ``model`` from an original-layout state dict (strict: missing and unconsumed keys are errors)."""
+    converted, missing, consumed = {}, [], set()
+    for key, target in model.state_dict().items():
+        where = key_map(key)
+        if where is None:  # quant_conv: the identity
+            converted[key] = torch.eye(target.shape[0]).reshape(target.shape) if target.ndim > 1 else torch.zeros_like(target)
+            continue
+        name = prefix + where.key
+        if name not in original:
+            missing.append(name)
+            continue
+        consumed.add(name)
+        tensor = original[name]
+        if where.chunk is not None:
+            tensor = tensor.chunk(3, dim=0)[where.chunk]
+        if where.transpose:
+            tensor = tensor.T
+        converted[key] = _fit(tensor, target.shape, source, name)
+    unexpected = sorted(k for k in original if k.startswith(prefix) and k not in consumed)
+    if missing or unexpected:
+        problems = [f"{len(keys)} {title}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+                    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected)) if keys]
+        raise WeightFileError(
+            f"{source} does not match the SVD {type(model).__name__} under {prefix!r}: " + "; ".join(problems)
+            + ". Use an SVD img2vid (XT 1.1) single-file checkpoint, or pass the config folder that describes it."
+        )
+    model.load_state_dict(converted, strict=True)
+
+
+def original_state_dict(model: torch.nn.Module, prefix: str, key_map: KeyMap) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`load_original_into`: ``model``'s weights under their original names."""
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[str, dict[int, torch.Tensor]] = {}
+    for key, tensor in model.state_dict().items():
+        where = key_map(key)
+        if where is None:
+            identity = torch.eye(tensor.shape[0]).reshape(tensor.shape) if tensor.ndim > 1 else torch.zeros_like(tensor)
+            if not torch.equal(tensor, identity.to(tensor)):
+                raise ValueError(f"{key} is not the identity; the original SVD layout has no place for it")
+            continue
+        name = prefix + where.key
+        if where.chunk is not None:
+            fused.setdefault(name, {})[where.chunk] = tensor
+            continue
+        tensor = tensor.T if where.transpose else tensor
+        if re.search(r"attentions\.0\.(to_[qkv]|to_out\.0)\.weight$", key) and prefix == VAE_PREFIX:
+            tensor = tensor[:, :, None, None]  # LDM VAE attention uses 1x1 convs
+        out[name] = tensor.contiguous()
+    for name, parts in fused.items():
+        out[name] = torch.cat([parts[i] for i in range(3)], dim=0)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- public loaders
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise WeightFileError(f"config file {path.name!r} not found in {path.parent}; point at a complete SVD config folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise WeightFileError(f"{path} is not valid JSON ({error})") from error
+
+
+def build_svd_models(config_dir: str | os.PathLike = SVD_CONFIG_DIR) -> SVDComponents:
+    """Randomly initialised SVD parts from a config folder (``unet/``, ``vae/``, ``image_encoder/``, ``scheduler/``)."""
+    from diffusers import AutoencoderKLTemporalDecoder
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config_dir = Path(config_dir)
+    unet = ControlledSVDUNet.from_config(ControlledSVDUNet.load_config(config_dir / "unet"))
+    vae = AutoencoderKLTemporalDecoder.from_config(AutoencoderKLTemporalDecoder.load_config(config_dir / "vae"))
+    clip_config = CLIPVisionConfig(**_read_json(config_dir / "image_encoder" / "config.json"))
+    image_encoder = CLIPVisionModelWithProjection(clip_config)
+    return SVDComponents(unet, vae, image_encoder, _read_json(config_dir / SCHEDULER_CONFIG))
+
+
+def _finish(components: SVDComponents, dtype: torch.dtype | None) -> SVDComponents:
+    for model in (components.unet, components.vae, components.image_encoder):
+        model.eval().requires_grad_(False)
+        if dtype is not None:
+            model.to(dtype=dtype)
+    return components
+
+
+def load_svd_single_file(
+    path: str | os.PathLike, config_dir: str | os.PathLike = SVD_CONFIG_DIR, dtype: torch.dtype | None = None
+) -> SVDComponents:
+    """SVD from a single-file checkpoint with the original key names (ComfyUI ``models/checkpoints``), offline."""
+    original = read_safetensors(path)
+    components = build_svd_models(config_dir)
+    source = str(path)
+    load_original_into(components.unet, original, UNET_PREFIX, _unet_key_map(components.unet), source)
+    load_original_into(components.vae, original, VAE_PREFIX, _vae_key_map(components.vae), source)
+    load_original_into(components.image_encoder, original, CLIP_PREFIX, clip_original_key, source)
+    return _finish(components, dtype)
+
+
+def svd_single_file_state_dict(components: SVDComponents) -> dict[str, torch.Tensor]:
+    """The SVD parts in the original single-file layout (inverse of :func:`load_svd_single_file`)."""
+    return {
+        **original_state_dict(components.unet, UNET_PREFIX, _unet_key_map(components.unet)),
+        **original_state_dict(components.vae, VAE_PREFIX, _vae_key_map(components.vae)),
+        **original_state_dict(components.image_encoder, CLIP_PREFIX, clip_original_key),
+    }
+
+
+def load_svd_folder(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> SVDComponents:
+    """SVD from a diffusers folder (as ``StableVideoDiffusionPipeline.save_pretrained`` writes it), strictly."""
+    from diffusers import AutoencoderKLTemporalDecoder
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightFileError(f"SVD folder {folder} not found; point at a diffusers SVD folder (unet/, vae/, image_encoder/)")
+    unet = load_model_strict(ControlledSVDUNet, folder / "unet")
+    vae = load_model_strict(AutoencoderKLTemporalDecoder, folder / "vae")
+    clip_config = _read_json(folder / "image_encoder" / "config.json")
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_config))
+    weights = folder / "image_encoder" / CLIP_WEIGHTS_NAME
+    state_dict = read_safetensors(weights)
+    check_state_dict(image_encoder, state_dict, str(weights))
+    image_encoder.load_state_dict(state_dict, strict=True)
+    return _finish(SVDComponents(unet, vae, image_encoder, _read_json(folder / SCHEDULER_CONFIG)), dtype)
+
+
+def save_stage2_control(folder: str | os.PathLike, controller: CrossDomainController, controlnet: SVDControlNet) -> None:
+    """Write ``controller/`` and ``controlnet/`` (config.json + safetensors each) under ``folder``."""
+    folder = Path(folder)
+    controller.save_pretrained(folder / "controller", safe_serialization=True)
+    controlnet.save_pretrained(folder / "controlnet", safe_serialization=True)
+
+
+def load_stage2_control(
+    folder: str | os.PathLike, dtype: torch.dtype | None = None
+) -> tuple[CrossDomainController, SVDControlNet]:
+    """Read what :func:`save_stage2_control` wrote, strictly, and check the two parts fit together."""
+    folder = Path(folder)
+    controller = load_model_strict(CrossDomainController, folder / "controller", dtype=dtype)
+    controlnet = load_model_strict(SVDControlNet, folder / "controlnet", dtype=dtype)
+    if controller.config.out_channels != controlnet.conditioning_channels:
+        raise WeightFileError(
+            f"{folder}: the controller outputs {controller.config.out_channels} channels but the ControlNet expects "
+            f"{controlnet.conditioning_channels}; the two folders come from different trainings"
+        )
+    return controller, controlnet
