@@ -27,11 +27,10 @@ def build(size: str, device: str, dtype):
 
     from dreamdance_core.models.stage1 import GeometryDiffusionModel
 
-    sys.path.insert(0, str(ROOT / "tests"))
     if size == "tiny":
-        from tiny_stage1 import tiny_image_encoder, tiny_stage1, tiny_vae
+        from dreamdance_core.tiny import tiny_clip_vision, tiny_stage1, tiny_vae
 
-        model, vae, encoder = tiny_stage1(), tiny_vae(), tiny_image_encoder()
+        model, vae, encoder = tiny_stage1(), tiny_vae(), tiny_clip_vision()
     else:  # SD1.5 architecture (configs shipped with the package), random weights
         config_dir = ROOT / "dreamdance_core" / "configs" / "sd15"
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(config_dir / "unet"))
@@ -110,5 +109,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -72,3 +72,72 @@ def tiny_stage1(seed: int = 0):
 
     torch.manual_seed(seed)
     return GeometryDiffusionModel.from_base_unet(tiny_unet(), pose_guider_channels=(8, 8, 16, 16), attention_heads=4).eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stage 2: tiny SVD parts. Constraints: projection_class_embeddings_input_dim = 3 * addition_time_embed_dim; the UNet's
+# cross_attention_dim = CLIP projection_dim. The tiny VAE downscales by 2, so the tiny controller has two levels.
+
+TINY_SVD_UNET = dict(
+    sample_size=8,
+    in_channels=8,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+    up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+    block_out_channels=(32, 64),
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=24,
+    layers_per_block=1,
+    cross_attention_dim=CROSS_ATTENTION_DIM,
+    num_attention_heads=(2, 4),
+    num_frames=4,
+)
+TINY_SVD_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    latent_channels=4,
+    sample_size=32,
+)
+TINY_CONTROLLER = dict(block_channels=(8, 16), out_channels=32, attention_heads=4)
+
+
+def tiny_svd_unet(seed: int = 0):
+    from .models.unet_svd import ControlledSVDUNet
+
+    torch.manual_seed(seed)
+    return ControlledSVDUNet(**TINY_SVD_UNET).eval()
+
+
+def tiny_svd_vae(seed: int = 1):
+    """Tiny ``AutoencoderKLTemporalDecoder`` with an identity ``quant_conv`` (as in SVD, which has none)."""
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKLTemporalDecoder(**TINY_SVD_VAE).eval()
+    with torch.no_grad():
+        vae.quant_conv.weight.copy_(torch.eye(vae.quant_conv.weight.shape[0])[:, :, None, None])
+        vae.quant_conv.bias.zero_()
+    return vae
+
+
+def tiny_svd_components(seed: int = 0):
+    """UNet, temporal VAE, CLIP vision and SVD's scheduler config, all tiny."""
+    import json
+
+    from .loading.svd import SVD_CONFIG_DIR
+    from .sampling.stage2 import SVDComponents
+
+    torch.manual_seed(seed + 2)
+    encoder = tiny_clip_vision()
+    scheduler = json.loads((SVD_CONFIG_DIR / "scheduler" / "scheduler_config.json").read_text())
+    return SVDComponents(tiny_svd_unet(seed), tiny_svd_vae(seed + 1), encoder, scheduler)
+
+
+def tiny_controller(geometry_attention: bool = True, seed: int = 3, **overrides):
+    from .models.controller import CrossDomainController
+
+    torch.manual_seed(seed)
+    return CrossDomainController(**{**TINY_CONTROLLER, "geometry_attention": geometry_attention, **overrides}).eval()

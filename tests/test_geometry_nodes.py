@@ -7,8 +7,8 @@ import torch
 
 from dreamdance_core.pose import sample_dance, to_pose_keypoint
 from tests.node_stubs import comfy_stubs, import_pack_module  # noqa: F401  (comfy_stubs: a fixture)
-from tiny_sd15 import write_clip_vision_folder, write_ldm_single_file
-from tiny_stage1 import randomize_, tiny_image_encoder, tiny_stage1, tiny_vae
+from tests.tiny_sd15 import write_clip_vision_folder, write_ldm_single_file
+from tests.tiny_stage1 import randomize_, tiny_image_encoder, tiny_stage1, tiny_vae
 
 W, H = 32, 48
 
@@ -54,7 +54,7 @@ def test_tiny_demo_runs_end_to_end_with_progress(nodes, comfy_stubs):
 
 
 def test_loader_reads_weights_from_the_model_folders(nodes, comfy_stubs):
-    from tiny_sd15 import state_dicts_equal
+    from tests.tiny_sd15 import state_dicts_equal
 
     stage1 = tiny_stage1()
     randomize_(stage1.adapter)

@@ -19,7 +19,7 @@ from dreamdance_core.sampling.guidance import (
     multi_domain_cfg,
     paper_scale_to_cfg,
 )
-from tiny_stage1 import tiny_vae
+from tests.tiny_stage1 import tiny_vae
 
 
 def test_mcfg_with_equal_scales_is_ordinary_cfg_and_unequal_scales_act_per_domain():

@@ -8,8 +8,8 @@ import torch
 from dreamdance_core.loading import WeightFileError
 from dreamdance_core.loading.stage1 import load_geometry_pipeline
 from dreamdance_core.models.stage1 import GeometryDiffusionModel
-from tiny_sd15 import state_dicts_equal, write_clip_vision_folder, write_diffusers_folder, write_ldm_single_file
-from tiny_stage1 import randomize_, tiny_image_encoder, tiny_unet, tiny_vae
+from tests.tiny_sd15 import state_dicts_equal, write_clip_vision_folder, write_diffusers_folder, write_ldm_single_file
+from tests.tiny_stage1 import randomize_, tiny_image_encoder, tiny_unet, tiny_vae
 
 
 @pytest.fixture(scope="module")

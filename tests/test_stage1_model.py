@@ -8,7 +8,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 
 from dreamdance_core.loading import WeightFileError
 from dreamdance_core.models.stage1 import GeometryDiffusionModel, domain_embedding
-from tiny_stage1 import CROSS_ATTENTION_DIM, randomize_, tiny_stage1, tiny_unet
+from tests.tiny_stage1 import CROSS_ATTENTION_DIM, randomize_, tiny_stage1, tiny_unet
 
 M, F, H, W = 3, 2, 8, 8  # modalities, frames, latent size
 

@@ -9,7 +9,7 @@ from dreamdance_core.geometry import encode_latents
 from dreamdance_core.models.clip_image import encode_clip_image
 from dreamdance_core.sampling.stage1 import default_scheduler, sample_geometry
 from dreamdance_core.sampling.windows import WindowOptions
-from tiny_stage1 import randomize_, tiny_image_encoder, tiny_stage1, tiny_vae
+from tests.tiny_stage1 import randomize_, tiny_image_encoder, tiny_stage1, tiny_vae
 
 H, W = 32, 24  # image size (latents 4 x 3)
 

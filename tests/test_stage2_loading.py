@@ -21,10 +21,9 @@ from dreamdance_core.loading.svd import (
     svd_single_file_state_dict,
     unet_original_key,
 )
-from tests.tiny_svd import (  # single_threaded: autouse fixture
+from tests.tiny_svd import (
     randomize_,
     save_diffusers_folder,
-    single_threaded,
     tiny_components,
     tiny_controller,
     tiny_controlnet,

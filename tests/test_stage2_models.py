@@ -6,11 +6,10 @@ from diffusers import UNetSpatioTemporalConditionModel
 
 from dreamdance_core.models.controller import ControlMapError, CrossDomainController
 from dreamdance_core.models.svd_controlnet import COPIED_MODULES, SVDControlNet
-from tests.tiny_svd import (  # single_threaded: autouse fixture
+from tests.tiny_svd import (
     TINY_UNET,
     control_maps,
     randomize_,
-    single_threaded,
     tiny_controller,
     tiny_controlnet,
     tiny_unet,

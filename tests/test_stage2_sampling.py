@@ -14,8 +14,7 @@ from dreamdance_core.sampling.stage2 import (
     sample_stage2,
 )
 from dreamdance_core.sampling.windows import WindowOptions
-from tests.tiny_svd import (  # single_threaded: autouse fixture
-    single_threaded,
+from tests.tiny_svd import (
     control_maps,
     randomize_,
     reference_image,

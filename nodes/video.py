@@ -1,0 +1,172 @@
+"""Stage-2 nodes: load the video model, animate a reference image from pose / depth / normal maps."""
+
+from __future__ import annotations
+
+from ._common import TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
+from .geometry import PRECISIONS, WINDOWS
+
+VIDEO_MODEL = "DREAMDANCE_VIDEO_MODEL"
+STAGE2_MARKER = "controller/config.json"
+HOW_TO_GET_STAGE2 = (
+    "Put a DreamDance Stage-2 weights folder (written by train/stage2.py: controller/, controlnet/) into "
+    "ComfyUI/models/dreamdance/."
+)
+MAP_INPUTS = {"pose": "pose_images", "depth": "depth", "normal": "normal"}
+
+
+def _stage2_choices() -> list[str]:
+    from ._common import weight_folders
+
+    return [*weight_folders(STAGE2_MARKER), TINY_DEMO]
+
+
+class DreamDanceVideoModelLoader:
+    """Stage 2 (cross-domain controlled SVD): DreamDance controller + ControlNet weights and SVD."""
+
+    CATEGORY = "DreamDance/video"
+    RETURN_TYPES = (VIDEO_MODEL,)
+    RETURN_NAMES = ("video_model",)
+    FUNCTION = "load"
+    DESCRIPTION = "Loads Stable Video Diffusion with the DreamDance cross-domain controller and SVD ControlNet."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "stage2_weights": (_stage2_choices(), {"tooltip": "DreamDance Stage-2 weights folder in "
+                                   "models/dreamdance. '(tiny random demo)' builds a tiny untrained model: it runs "
+                                   "the whole graph in seconds, but its frames are noise."}),
+                "svd_checkpoint": (choices("checkpoints"), {"tooltip": "Stable Video Diffusion img2vid 1.1 "
+                                   "checkpoint (e.g. svd_xt_1_1.safetensors); '(none)' if the weights folder "
+                                   "carries svd/."}),
+                "precision": (list(PRECISIONS), {"default": "fp16", "tooltip": "Weight precision. fp16/bf16 halve "
+                              "memory on GPUs; on CPUs use fp32 (half precision is slower there)."}),
+                "keep_loaded": ("BOOLEAN", {"default": False, "tooltip": "Keep the model on the GPU after each run "
+                                "(faster re-runs, more memory). Off: moved to the offload device when done."}),
+            }
+        }
+
+    def load(self, stage2_weights, svd_checkpoint, precision, keep_loaded):
+        import torch
+
+        from ..dreamdance_core.loading.stage2 import load_video_pipeline, tiny_video_pipeline
+        from ._common import resolve_weight_folder
+
+        if stage2_weights == TINY_DEMO:
+            pipeline = tiny_video_pipeline()
+        else:
+            folder = resolve_weight_folder(stage2_weights, "DreamDance Stage-2 weights", HOW_TO_GET_STAGE2)
+            pipeline = load_video_pipeline(
+                folder, model_file("checkpoints", svd_checkpoint), dtype=getattr(torch, PRECISIONS[precision])
+            )
+        pipeline.keep_loaded = keep_loaded
+        return (pipeline,)
+
+
+def _control_maps(modalities, given: dict, width: int, height: int) -> dict:
+    """Fit the given IMAGE batches to the size; a modality left unconnected becomes black (dropped) images.
+
+    Black is exactly what robust-conditioning dropout shows the model in training, so a missing map is "no cue".
+    """
+    import torch
+
+    from ..dreamdance_core.media import fit_images
+
+    maps = {name: fit_images(comfy_to_core(image), width, height) for name, image in given.items() if image is not None}
+    if not maps:
+        raise ValueError("connect at least one control map: pose_images, depth or normal (IMAGE batches)")
+    counts = {name: m.shape[0] for name, m in maps.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"the control maps disagree on the number of frames: {counts}; give every map one image per frame")
+    unknown = set(maps) - set(modalities)
+    if unknown:
+        raise ValueError(f"this video model has no {sorted(unknown)} input; it was trained on {list(modalities)}")
+    frames = next(iter(counts.values()))
+    return {name: maps.get(name, torch.full((frames, 3, height, width), -1.0)) for name in modalities}
+
+
+class DreamDanceAnimate:
+    """Stage 2: reference image + pose / depth / normal maps -> video frames."""
+
+    CATEGORY = "DreamDance/video"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    FUNCTION = "animate"
+    DESCRIPTION = ("Animates the reference image with Stable Video Diffusion guided by pose, depth and normal maps "
+                   "through the cross-domain controller (DreamDance Stage 2). One output frame per control frame.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        strength = {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05}
+        return {
+            "required": {
+                "video_model": (VIDEO_MODEL, {"tooltip": "From DreamDance Video Model Loader."}),
+                "reference": ("IMAGE", {"tooltip": "The person to animate (first image of the batch is used)."}),
+                "width": ("INT", {"default": 512, "min": 64, "max": 2048, "step": 8, "tooltip": "Video width "
+                          "(multiple of 8; the paper trains Stage 2 at 512x768)."}),
+                "height": ("INT", {"default": 768, "min": 64, "max": 2048, "step": 8, "tooltip": "Video height "
+                           "(multiple of 8)."}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Denoising steps (Euler, EDM)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
+                "min_cfg": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "Guidance "
+                            "of the first frame; it rises linearly to max_cfg at the last frame (SVD's linear CFG)."}),
+                "max_cfg": ("FLOAT", {"default": 3.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "Guidance "
+                            "of the last frame (1 = no guidance: the unconditional branch is skipped)."}),
+                "fps": ("INT", {"default": 7, "min": 1, "max": 60, "tooltip": "Frame-rate conditioning of SVD."}),
+                "motion_bucket_id": ("INT", {"default": 127, "min": 0, "max": 1023, "tooltip": "SVD's motion "
+                                     "amount conditioning (127 is SVD's default)."}),
+                "noise_aug_strength": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                                       "Noise added to the reference latent; more lets the video drift from it."}),
+                "strength": ("FLOAT", {**strength, "tooltip": "Overall control strength (0 = plain SVD)."}),
+                "pose_strength": ("FLOAT", {**strength, "tooltip": "Weight of the pose maps in the controller."}),
+                "depth_strength": ("FLOAT", {**strength, "tooltip": "Weight of the depth maps in the controller."}),
+                "normal_strength": ("FLOAT", {**strength, "tooltip": "Weight of the normal maps in the controller."}),
+                "decode_chunk_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip": "Frames decoded by the "
+                                      "VAE at once; lower it if decoding runs out of memory."}),
+            },
+            "optional": {
+                "pose_images": ("IMAGE", {"tooltip": "Rendered pose skeletons, one per frame."}),
+                "depth": ("IMAGE", {"tooltip": "Depth maps, one per frame (from Pose to Geometry or any estimator)."}),
+                "normal": ("IMAGE", {"tooltip": "Normal maps, one per frame (from Pose to Geometry or any estimator)."}),
+                "windows": (WINDOWS, {"tooltip": "Window options for long videos (default: all frames at once)."}),
+            },
+        }
+
+    def animate(self, video_model, reference, width, height, steps, seed, min_cfg, max_cfg, fps, motion_bucket_id,
+                noise_aug_strength, strength, pose_strength, depth_strength, normal_strength, decode_chunk_size,
+                pose_images=None, depth=None, normal=None, windows=None):
+        from ..dreamdance_core.media import fit_images
+        from ..dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+        from ..dreamdance_core.sampling.windows import window_indices
+
+        pipeline = video_model
+        maps = _control_maps(pipeline.controller.modalities, {"pose": pose_images, "depth": depth, "normal": normal},
+                             width, height)  # fmt: skip
+        frames = next(iter(maps.values())).shape[0]
+        options = Stage2Options(
+            width=width, height=height, num_frames=frames, steps=steps, min_cfg=min_cfg, max_cfg=max_cfg, fps=fps,
+            motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength, seed=seed,
+            decode_chunk_size=decode_chunk_size, windows=windows,
+        )  # fmt: skip
+        strengths = {"pose": pose_strength, "depth": depth_strength, "normal": normal_strength}
+        strengths = {name: value for name, value in strengths.items() if name in maps}
+        callback = progress_callback(steps * len(window_indices(frames, windows)))
+        with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
+            dtype = pipeline.components.unet.dtype
+            control = Stage2Control(
+                pipeline.controller, pipeline.controlnet, {k: v.to(device, dtype) for k, v in maps.items()},
+                strength=strength, modality_strengths=strengths,
+            )  # fmt: skip
+            video = sample_stage2(pipeline.components, fit_images(comfy_to_core(reference)[:1], width, height).to(device),
+                                  options, control, callback)  # fmt: skip
+        return (core_to_comfy(video),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "DreamDanceVideoModelLoader": DreamDanceVideoModelLoader,
+    "DreamDanceAnimate": DreamDanceAnimate,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "DreamDanceVideoModelLoader": "DreamDance Video Model Loader",
+    "DreamDanceAnimate": "DreamDance Animate",
+}

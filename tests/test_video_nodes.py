@@ -1,0 +1,110 @@
+"""Stage-2 nodes through the pack imported as ComfyUI does, with fake ComfyUI modules and tiny weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamdance_core.loading.svd import save_stage2_control
+from dreamdance_core.tiny import tiny_controller, tiny_svd_components
+from tests.node_stubs import comfy_stubs, import_pack_module  # noqa: F401  (comfy_stubs: a fixture)
+from tests.tiny_sd15 import state_dicts_equal
+from tests.tiny_svd import randomize_, save_diffusers_folder, tiny_controlnet
+
+W, H = 32, 48
+_G = torch.Generator().manual_seed(0)
+REFERENCE = torch.rand(1, 64, 40, 3, generator=_G)
+POSE, DEPTH, NORMAL = (torch.rand(3, H, W, 3, generator=_G) for _ in range(3))
+
+
+@pytest.fixture
+def nodes(comfy_stubs):
+    return import_pack_module("nodes.video")
+
+
+def _run(node_class, **inputs):
+    return getattr(node_class(), node_class.FUNCTION)(**inputs)
+
+
+def _demo(nodes):
+    (model,) = _run(nodes.DreamDanceVideoModelLoader, stage2_weights="(tiny random demo)", svd_checkpoint="(none)",
+                    precision="fp32", keep_loaded=False)
+    return model
+
+
+def _animate(nodes, model, **overrides):
+    inputs = dict(
+        video_model=model, reference=REFERENCE, width=W, height=H, steps=2, seed=3, min_cfg=1.0,
+        max_cfg=2.5, fps=7, motion_bucket_id=127, noise_aug_strength=0.02, strength=1.0, pose_strength=1.0,
+        depth_strength=1.0, normal_strength=1.0, decode_chunk_size=2,
+        pose_images=POSE, depth=DEPTH, normal=NORMAL,
+    )  # fmt: skip
+    inputs.update(overrides)
+    return _run(nodes.DreamDanceAnimate, **inputs)[0]
+
+
+def test_every_input_has_a_tooltip(nodes):
+    for node_id, node in nodes.NODE_CLASS_MAPPINGS.items():
+        assert node_id.startswith("DreamDance") and node.CATEGORY.startswith("DreamDance/")
+        for section in node.INPUT_TYPES().values():
+            for name, (_, options) in section.items():
+                assert options.get("tooltip"), f"{node_id}.{name} has no tooltip"
+
+
+def test_tiny_demo_animates_one_frame_per_control_frame(nodes, comfy_stubs):
+    model = _demo(nodes)
+    frames = _animate(nodes, model)
+    assert frames.shape == (3, H, W, 3) and 0 <= frames.min() and frames.max() <= 1
+    assert comfy_stubs.progress[-1] == (2, 2)
+    # deterministic with a seed, different with another
+    assert torch.equal(frames, _animate(nodes, model))
+    assert not torch.equal(frames, _animate(nodes, model, seed=4))
+
+
+def test_an_unconnected_modality_is_a_dropped_black_map(nodes):
+    model = _demo(nodes)
+    randomize_(model.controlnet.controlnet_down_blocks, scale=0.05)  # make the control path active
+    randomize_(model.controlnet.controlnet_mid_block, scale=0.05)
+    without = _animate(nodes, model, depth=None)
+    black = _animate(nodes, model, depth=torch.zeros(3, H, W, 3))
+    torch.testing.assert_close(without, black, rtol=1e-4, atol=1e-4)
+    assert not torch.equal(without, _animate(nodes, model))
+
+
+def test_control_maps_must_agree_and_exist(nodes):
+    model = _demo(nodes)
+    with pytest.raises(ValueError, match="disagree on the number of frames"):
+        _animate(nodes, model, depth=torch.rand(2, H, W, 3))
+    with pytest.raises(ValueError, match="at least one control map"):
+        _animate(nodes, model, pose_images=None, depth=None, normal=None)
+
+
+def test_loader_reads_a_stage2_folder(nodes, comfy_stubs):
+    components = tiny_svd_components()
+    controller, controlnet = tiny_controller(), tiny_controlnet(components.unet)
+    randomize_(controlnet.controlnet_mid_block)
+    folder = comfy_stubs.models_dir / "dreamdance" / "my_stage2"
+    save_stage2_control(folder, controller, controlnet)
+    save_diffusers_folder(components, folder / "svd")
+    assert "my_stage2" in nodes.DreamDanceVideoModelLoader.INPUT_TYPES()["required"]["stage2_weights"][0]
+    (model,) = _run(nodes.DreamDanceVideoModelLoader, stage2_weights="my_stage2", svd_checkpoint="(none)",
+                    precision="fp32", keep_loaded=False)
+    assert state_dicts_equal(model.controlnet.state_dict(), controlnet.state_dict())
+    assert not model.random_weights
+    assert _animate(nodes, model).shape == (3, H, W, 3)
+
+
+def test_missing_svd_says_where_to_get_it(nodes, comfy_stubs):
+    components = tiny_svd_components()
+    save_stage2_control(comfy_stubs.models_dir / "dreamdance" / "bare", tiny_controller(), tiny_controlnet(components.unet))
+    with pytest.raises(Exception, match="svd_xt_1_1.safetensors"):
+        _run(nodes.DreamDanceVideoModelLoader, stage2_weights="bare", svd_checkpoint="(none)", precision="fp32",
+             keep_loaded=False)
+
+
+def test_cancel_lands_within_one_step(nodes, comfy_stubs):
+    model = _demo(nodes)
+    comfy_stubs.interrupt()
+    with pytest.raises(Exception) as raised:
+        _animate(nodes, model, steps=6)
+    assert type(raised.value).__name__ == "InterruptProcessingException"
