@@ -5,13 +5,15 @@
         --base v1-5-pruned-emaonly.safetensors --image-encoder clip_vision_vit_l.safetensors
 
 Reference image + skeleton poses (POSE_KEYPOINT / OpenPose JSON, or the built-in sample dance) -> Stage 1: per-frame
-depth, normal and low-res RGB, written as PNG frames plus a side-by-side contact sheet. Without weights it runs a tiny
-randomly initialised model of the real architecture and says so: the pipeline runs end to end, the images are noise.
+depth, normal and low-res RGB -> Stage 2: the video. Writes PNG frames, an animated WebP and a side-by-side contact
+sheet. Without weights it runs tiny randomly initialised models of the real architecture and says so: the pipeline
+runs end to end, the images are noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -29,15 +31,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     weights.add_argument("--stage1", type=Path, help="DreamDance Stage-1 weights folder (from train/stage1.py)")
     weights.add_argument("--base", type=Path, help="SD1.5 diffusers folder or single-file .safetensors")
     weights.add_argument("--image-encoder", type=Path, help="CLIP vision folder or .safetensors")
+    weights.add_argument("--stage2", type=Path, help="DreamDance Stage-2 weights folder (from train/stage2.py)")
+    weights.add_argument("--svd", type=Path, help="SVD img2vid 1.1 single-file .safetensors or diffusers folder")
+    weights.add_argument("--geometry-only", action="store_true", help="stop after Stage 1")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--width", type=int, help="width, multiple of 8 (default 256; 64 for the tiny model)")
     sampling.add_argument("--height", type=int, help="height, multiple of 8 (default 384; 96 for the tiny model)")
-    sampling.add_argument("--steps", type=int, default=25)
+    sampling.add_argument("--steps", type=int, help="denoising steps (default 25; 8 for the tiny random model)")
     sampling.add_argument("--cfg", type=float, nargs=3, default=(3.5, 2.5, 3.5), metavar=("RGB", "NORMAL", "DEPTH"),
                           help="guidance per domain, ordinary CFG convention (paper's s = cfg - 1)")
     sampling.add_argument("--window", type=int, default=16, help="frames per window for long sequences")
     sampling.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows")
     sampling.add_argument("--weighting", choices=["flat", "pyramid"], default="flat")
+    video = parser.add_argument_group("video (Stage 2)")
+    video.add_argument("--video-width", type=int, help="default: 2x the Stage-1 width (the tiny model: the same)")
+    video.add_argument("--video-height", type=int, help="default: 2x the Stage-1 height (the tiny model: the same)")
+    video.add_argument("--video-steps", type=int, help="denoising steps (default 25; 8 for the tiny random model)")
+    video.add_argument("--min-cfg", type=float, default=1.0)
+    video.add_argument("--max-cfg", type=float, default=3.0)
+    video.add_argument("--fps", type=int, default=7)
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"), help="output folder")
@@ -79,61 +91,105 @@ def main(argv=None) -> int:
         return 2
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+@contextlib.contextmanager
+def _progress(description: str):
+    """A tqdm bar driven by the core's ``(step, total, preview)`` callback."""
     from tqdm import tqdm
 
-    from .loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
-    from .media import colorize_depth, contact_sheet, from_uint8, save_frames, save_image, to_uint8
-    from .sampling.stage1 import sample_geometry
-    from .sampling.windows import WindowOptions
-
-    random_model = args.stage1 is None and args.base is None
-    width = args.width or (64 if random_model else 256)
-    height = args.height or (96 if random_model else 384)
-    if random_model:
-        print(
-            "NOTE: no weights given, so this runs a TINY RANDOMLY INITIALISED Stage-1 model of the real architecture.\n"
-            "      The pipeline runs end to end, but its depth/normal/RGB images are noise, not predictions.\n"
-            "      Pass --stage1/--base/--image-encoder for real weights (see README)."
-        )
-        pipeline = tiny_geometry_pipeline(args.seed)
-    else:
-        pipeline = load_geometry_pipeline(args.stage1, args.base, args.image_encoder)
-    pipeline.to(device=args.device)
-
-    pose_frames = _poses(args, width, height)  # uint8 [F, H, W, 3]
-    reference = _reference(args, width, height)
-    windows = WindowOptions(length=args.window, overlap=args.overlap, weighting=args.weighting)
-
-    started = time.perf_counter()
-    with tqdm(desc="Stage 1 (geometry)", unit="window-step") as bar:
+    with tqdm(desc=description, unit="window-step") as bar:
 
         def callback(step: int, total: int, preview) -> None:
             bar.total = total
             bar.update(step - bar.n)
 
+        yield callback
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
+    from .media import colorize_depth, contact_sheet, fit_images, from_uint8, save_frames, save_image, save_video, to_uint8
+    from .sampling.stage1 import sample_geometry
+    from .sampling.windows import WindowOptions
+
+    random_model = args.stage1 is None and args.base is None
+    args.steps = args.steps or (8 if random_model else 25)
+    args.video_steps = args.video_steps or (8 if random_model else 25)
+    width = args.width or (64 if random_model else 256)
+    height = args.height or (96 if random_model else 384)
+    if random_model:
+        print(
+            "NOTE: no weights given, so this runs TINY RANDOMLY INITIALISED models of the real architecture.\n"
+            "      The pipeline runs end to end, but its depth/normal/RGB maps and video frames are noise.\n"
+            "      Pass --stage1/--base/--image-encoder and --stage2/--svd for real weights (see README)."
+        )
+        geometry = tiny_geometry_pipeline(args.seed)
+    else:
+        geometry = load_geometry_pipeline(args.stage1, args.base, args.image_encoder)
+    geometry.to(device=args.device)
+
+    pose_frames = _poses(args, width, height)  # uint8 [F, H, W, 3]
+    reference = _reference(args, width, height)
+    windows = WindowOptions(length=args.window, overlap=args.overlap, weighting=args.weighting)
+
+    # Stage 1: pose -> depth, normal (and low-res RGB)
+    started = time.perf_counter()
+    with _progress("Stage 1 (geometry)") as callback:
         result = sample_geometry(
-            pipeline.model, pipeline.vae, pipeline.image_encoder,
+            geometry.model, geometry.vae, geometry.image_encoder,
             reference.to(args.device), from_uint8(pose_frames).to(args.device),
             steps=args.steps, guidance=tuple(args.cfg), windows=windows, callback=callback,
             generator=torch.Generator().manual_seed(args.seed),
         )  # fmt: skip
-    seconds = time.perf_counter() - started
+    print(f"Stage 1: {len(pose_frames)} frames at {width}x{height}, {args.steps} steps in "
+          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
 
     out = args.output
     rows = {"pose": pose_frames, "rgb": to_uint8(result.rgb), "normal": to_uint8(result.normal),
             "depth": to_uint8(result.depth)}  # fmt: skip
+    if not args.geometry_only:
+        rows["video"] = _animate(args, random_model, reference, from_uint8(pose_frames), result, windows)
+        save_video(rows["video"], out / "video.webp", fps=args.fps)
     for name, frames in rows.items():
         save_frames(frames, out / name)
-    sheet = contact_sheet([to_uint8(reference), *rows.values(), colorize_depth(result.depth)])
-    save_image(sheet, out / "sheet.png")
-    print(f"{len(pose_frames)} frames at {width}x{height}, {args.steps} steps in {seconds:.1f} s")
-    print(f"wrote {out}/{{pose,rgb,normal,depth}}/*.png and {out}/sheet.png "
-          "(rows: reference, pose, rgb, normal, depth, depth colour-mapped)")
+    sheet_rows = [to_uint8(reference), *rows.values(), colorize_depth(result.depth)]
+    sheet_rows = [to_uint8(fit_images(from_uint8(row), width, height)) for row in sheet_rows]
+    save_image(contact_sheet(sheet_rows), out / "sheet.png")
+    print(f"wrote {out}/{{{','.join(rows)}}}/*.png, {out}/sheet.png (rows: reference, {', '.join(rows)}, depth "
+          f"colour-mapped){'' if args.geometry_only else f' and the video {out}/video.webp'}")
     if random_model:
         print("reminder: random weights - the images show the plumbing works, not what DreamDance produces.")
     return 0
+
+
+def _animate(args, random_model: bool, reference, poses, geometry, windows):
+    """Stage 2: reference + pose / depth / normal maps -> video frames ``uint8 [F, H, W, 3]``."""
+    from .loading.stage2 import load_video_pipeline, tiny_video_pipeline
+    from .media import fit_images, to_uint8
+    from .sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+
+    if random_model:
+        video = tiny_video_pipeline(args.seed)
+    elif args.stage2 is None:
+        raise ValueError("Stage 2 needs --stage2 (DreamDance Stage-2 weights); or pass --geometry-only")
+    else:
+        video = load_video_pipeline(args.stage2, args.svd)
+    video.to(device=args.device)
+    scale = 1 if random_model else 2
+    width = args.video_width or scale * reference.shape[-1]
+    height = args.video_height or scale * reference.shape[-2]
+    maps = {"pose": poses, "depth": geometry.depth, "normal": geometry.normal}
+    maps = {name: fit_images(maps[name].float().cpu(), width, height).to(args.device) for name in video.controller.modalities}
+    options = Stage2Options(width=width, height=height, num_frames=poses.shape[0], steps=args.video_steps,
+                            min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows)
+    started = time.perf_counter()
+    with _progress("Stage 2 (video)") as callback:
+        frames = sample_stage2(video.components, fit_images(reference, width, height).to(args.device), options,
+                               Stage2Control(video.controller, video.controlnet, maps), callback)  # fmt: skip
+    print(f"Stage 2: {poses.shape[0]} frames at {width}x{height}, {args.video_steps} steps in "
+          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+    return to_uint8(frames)
 
 
 if __name__ == "__main__":

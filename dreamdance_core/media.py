@@ -133,3 +133,14 @@ def geometry_panels(
     panels.append(to_uint8(fit_images(normal, width, height)))
     panels.append(colorize_depth(depth))
     return np.concatenate(panels, axis=2)
+
+
+def save_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0) -> Path:
+    """Write ``uint8 [F, H, W, 3]`` frames as an animated WebP (lossless, looping) with Pillow."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(frame) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0, lossless=True)
+    return path

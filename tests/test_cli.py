@@ -12,13 +12,16 @@ from dreamdance_core.__main__ import main
 
 def test_main_job_writes_every_frame_and_a_sheet(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["--frames", "3", "--steps", "1", "--window", "2", "--overlap", "1", "--output", str(out)]) == 0
-    for name in ("pose", "rgb", "normal", "depth"):
+    assert main(["--frames", "3", "--steps", "1", "--video-steps", "1", "--window", "2", "--overlap", "1",
+                 "--output", str(out)]) == 0
+    for name in ("pose", "rgb", "normal", "depth", "video"):
         frames = sorted((out / name).glob("*.png"))
         assert len(frames) == 3
         assert Image.open(frames[0]).size == (64, 96)
+    video = Image.open(out / "video.webp")
+    assert video.n_frames == 3 and video.size == (64, 96)
     sheet = np.asarray(Image.open(out / "sheet.png"))
-    assert sheet.shape[0] == 6 * 96 + 5 * 2  # reference, pose, rgb, normal, depth, colour-mapped depth
+    assert sheet.shape[0] == 7 * 96 + 6 * 2  # reference, pose, rgb, normal, depth, video, colour-mapped depth
     assert "RANDOMLY INITIALISED" in capsys.readouterr().out
 
 
@@ -26,8 +29,9 @@ def test_pose_file_drives_the_frame_count(tmp_path):
     frame = {"people": [{"pose_keypoints_2d": [32, 20, 1] * 18}], "canvas_width": 64, "canvas_height": 96}
     pose = tmp_path / "pose.json"
     pose.write_text(json.dumps([frame, frame]))
-    assert main(["--pose", str(pose), "--steps", "1", "--output", str(tmp_path / "o")]) == 0
+    assert main(["--pose", str(pose), "--steps", "1", "--geometry-only", "--output", str(tmp_path / "o")]) == 0
     assert len(list((tmp_path / "o" / "depth").glob("*.png"))) == 2
+    assert not (tmp_path / "o" / "video.webp").exists()
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
@@ -39,3 +43,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert "multiples of 8" in capsys.readouterr().err
     assert main(["--stage1", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["--stage2", str(tmp_path / "missing"), "--base", str(tmp_path / "sd.safetensors"),
+                 "--output", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
