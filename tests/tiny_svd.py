@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from tests.tiny_stage1 import randomize_ as randomize_parameters
 from dreamdance_core.models.svd_controlnet import SVDControlNet
 from dreamdance_core.models.unet_svd import ControlledSVDUNet
 from dreamdance_core.sampling.stage2 import SVDComponents
@@ -42,11 +43,7 @@ def tiny_controlnet(unet: ControlledSVDUNet) -> SVDControlNet:
 
 def randomize_(module: torch.nn.Module, seed: int = 4, scale: float = 0.05) -> torch.nn.Module:
     """Overwrite every parameter with small random values ("trained" weights: zero links no longer zero)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
-    return module
+    return randomize_parameters(module, scale=scale, seed=seed)
 
 
 def control_maps(num_frames: int, width: int = 32, height: int = 48, seed: int = 5, names=("pose", "depth", "normal")):

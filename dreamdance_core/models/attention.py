@@ -33,16 +33,20 @@ def _zero_(module: nn.Module) -> nn.Module:
     return module
 
 
-class GeometryAttention(nn.Module):
-    """Joint attention across the modalities of one frame (paper eq. 5 and 7); output projection zero-initialised."""
+class _ZeroInitAttention(nn.Module):
+    """Pre-norm self-attention whose output projection starts at zero (adding it changes nothing until trained)."""
 
     def __init__(self, dim: int, num_heads: int = 8):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"geometry attention: dim {dim} is not divisible by num_heads {num_heads}")
+            raise ValueError(f"{type(self).__name__}: dim {dim} is not divisible by num_heads {num_heads}")
         self.norm = nn.LayerNorm(dim)
         self.attn = Attention(query_dim=dim, heads=num_heads, dim_head=dim // num_heads, out_bias=True)
         _zero_(self.attn.to_out[0])
+
+
+class GeometryAttention(_ZeroInitAttention):
+    """Joint attention across the modalities of one frame (paper eq. 5 and 7); output projection zero-initialised."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[b, m, n, c]`` -> residual delta of the same shape."""
@@ -62,16 +66,8 @@ def sinusoidal_positions(num_positions: int, dim: int, device=None, dtype=None) 
     return encoding.to(dtype=dtype)
 
 
-class TemporalAttention(nn.Module):
+class TemporalAttention(_ZeroInitAttention):
     """Attention across the frames of a window, per token position; output projection zero-initialised."""
-
-    def __init__(self, dim: int, num_heads: int = 8):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"temporal attention: dim {dim} is not divisible by num_heads {num_heads}")
-        self.norm = nn.LayerNorm(dim)
-        self.attn = Attention(query_dim=dim, heads=num_heads, dim_head=dim // num_heads, out_bias=True)
-        _zero_(self.attn.to_out[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[b, f, n, c]`` -> residual delta of the same shape."""
