@@ -1,0 +1,92 @@
+"""The shipped workflows without a server: well-formed UI-format JSON, only this pack's node ids and a few core nodes,
+shipped defaults a user wants, and a small same-name JPEG thumbnail for ComfyUI's Templates browser.
+
+(tests/comfyui/ runs them in a real ComfyUI and loads them in its frontend.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.node_stubs import fake_comfyui, import_pack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO_ROOT / "workflows").glob("*.json"))
+EXPECTED = {"geometry_only", "pose_editing", "full_pipeline", "long_video", "stage2_external_geometry"}
+# Core ComfyUI 0.3.75 nodes (and frontend-only nodes) the shipped workflows may use.
+CORE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "SaveAnimatedWEBP", "ImageBatch", "Note", "MarkdownNote",
+              "Reroute"}
+THUMBNAIL_MAX_BYTES = 60_000
+TINY_DEMO = "(tiny random demo)"
+
+
+def _workflow(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _nodes_of(workflow: dict, node_type: str) -> list[dict]:
+    return [node for node in workflow["nodes"] if node["type"] == node_type]
+
+
+@pytest.fixture(scope="module")
+def pack_node_ids(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The node ids of the pack, imported as ComfyUI does (with fake ComfyUI modules)."""
+    with fake_comfyui(tmp_path_factory.mktemp("comfyui")):
+        return set(import_pack().NODE_CLASS_MAPPINGS)
+
+
+def test_the_expected_workflows_are_shipped():
+    assert EXPECTED <= {path.stem for path in SHIPPED}
+
+
+workflow_paths = pytest.mark.parametrize("path", SHIPPED, ids=[path.name for path in SHIPPED])
+
+
+@workflow_paths
+def test_links_and_sockets_agree(path: Path):
+    workflow = _workflow(path)
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    links = {link[0]: link for link in workflow["links"]}
+    for link_id, origin, origin_slot, target, target_slot, kind in links.values():
+        assert link_id in (nodes[origin]["outputs"][origin_slot]["links"] or []), f"link {link_id} not on its origin"
+        assert nodes[target]["inputs"][target_slot]["link"] == link_id, f"link {link_id} not on its target"
+        assert kind == nodes[origin]["outputs"][origin_slot]["type"]
+    sockets = [socket for node in nodes.values() for socket in node.get("inputs", [])]
+    used = {socket["link"] for socket in sockets if socket["link"] is not None}
+    assert used == set(links)
+    assert workflow["last_node_id"] >= max(nodes) and workflow["last_link_id"] >= max(links, default=0)
+
+
+@workflow_paths
+def test_only_pack_and_core_nodes(path: Path, pack_node_ids: set[str]):
+    types = {node["type"] for node in _workflow(path)["nodes"]}
+    unknown = types - pack_node_ids - CORE_NODES
+    assert not unknown, f"{path.name} uses node types that are neither DreamDance nodes nor known core nodes"
+    assert types & pack_node_ids
+
+
+@workflow_paths
+def test_shipped_defaults_run_out_of_the_box_at_the_papers_sizes(path: Path):
+    workflow = _workflow(path)
+    for loader_type in ("DreamDanceGeometryModelLoader", "DreamDanceVideoModelLoader"):
+        for loader in _nodes_of(workflow, loader_type):
+            assert loader["widgets_values"][0] == TINY_DEMO  # a fresh install has no weights
+    for sampler, size in (("DreamDancePoseToGeometry", [256, 384]), ("DreamDanceAnimate", [512, 768])):
+        for node in _nodes_of(workflow, sampler):
+            assert node["widgets_values"][:3] == [*size, 25]  # width, height, steps
+    if _nodes_of(workflow, "LoadImage"):  # a placeholder image name: a note must say to load one's own
+        notes = [node["widgets_values"][0] for node in _nodes_of(workflow, "Note")]
+        assert any("Load Image" in text for text in notes)
+
+
+@workflow_paths
+def test_same_name_jpeg_thumbnail(path: Path):
+    thumbnail = path.with_suffix(".jpg")
+    assert thumbnail.is_file(), f"{path.name} has no thumbnail {thumbnail.name}"
+    assert thumbnail.stat().st_size < THUMBNAIL_MAX_BYTES
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG" and min(image.size) >= 200
