@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q -U pip
 fi
 .venv/bin/python -m pip install -q -c scripts/constraints.txt torch==2.13.0
-.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test]"
+.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test,train]"
 .venv/bin/python - <<'PY'
 import torch
 assert torch.__version__.startswith("2.13.0"), f"unexpected torch {torch.__version__}"

@@ -201,3 +201,32 @@ def test_missing_keys_are_listed(tmp_path):
 def test_missing_folder_says_what_belongs_there(tmp_path):
     with pytest.raises(WeightFileError, match="reference_unet, denoising_unet, pose_guider, adapter"):
         GeometryDiffusionModel.from_pretrained(tmp_path / "nope")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    """Our processors read a shared state; the checkpointing function must restore it for the recomputation."""
+
+    def gradients(checkpointing: bool) -> torch.Tensor:
+        model = tiny_stage1(0).train()
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for parameter in model.parameters():  # make the zero-initialised paths active
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+            assert model.denoising_unet.is_gradient_checkpointing and model.reference_unet.is_gradient_checkpointing
+        g = torch.Generator().manual_seed(0)
+        groups, m, f = 2, 3, 2
+        batch = groups * m * f
+        reference = model.encode_reference(torch.randn(groups, 4, 8, 8, generator=g), torch.randn(groups, 1, 32, generator=g))
+        out = model(
+            torch.randn(batch, 4, 8, 8, generator=g), torch.tensor(500), torch.randn(batch, 1, 32, generator=g),
+            model.encode_pose(torch.randn(batch, 3, 64, 64, generator=g)), torch.arange(m).repeat_interleave(f).repeat(groups),
+            num_modalities=m, num_frames=f, reference=reference, reference_index=torch.tensor([0, -1]).repeat_interleave(m * f),
+        )  # fmt: skip
+        out.square().mean().backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    plain, checkpointed = gradients(False), gradients(True)
+    assert plain.abs().max() > 0
+    torch.testing.assert_close(checkpointed, plain, rtol=0, atol=1e-6)

@@ -231,6 +231,34 @@ class GeometryDiffusionModel(nn.Module):
                 trainable.extend(parameters)
         return trainable
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute both UNets' blocks during backward to save memory.
+
+        Our processors read ``attention_state``, which :meth:`forward` resets when it returns - before backward
+        recomputes the blocks. The checkpoint function therefore snapshots the state at forward time and puts it
+        back for the recomputation (otherwise torch sees different saved tensors and refuses).
+        """
+        from torch.utils.checkpoint import checkpoint
+
+        state = self.attention_state
+
+        @contextlib.contextmanager
+        def restored(snapshot: dict) -> Iterator[None]:
+            saved = dict(vars(state))
+            vars(state).update(snapshot)
+            try:
+                yield
+            finally:
+                vars(state).update(saved)
+
+        def checkpoint_function(function, *args, **kwargs):
+            snapshot = dict(vars(state))
+            contexts = lambda: (contextlib.nullcontext(), restored(snapshot))  # noqa: E731
+            return checkpoint(function, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+
+        for unet in (self.reference_unet, self.denoising_unet):
+            unet.enable_gradient_checkpointing(checkpoint_function)
+
     # ------------------------------------------------------------------ forward passes
     @contextlib.contextmanager
     def _attention(self, **fields) -> Iterator[None]:

@@ -1,0 +1,115 @@
+"""Stage-2 training (train/stage2.py) on tiny SVD parts and a tiny synthetic dataset, on the CPU."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dreamdance_core.loading.svd import load_stage2_control
+from dreamdance_core.synthetic import generate_dataset
+from tests.test_train_stage1 import ENV, REPO, read_losses
+
+SCRIPT = REPO / "train" / "stage2.py"
+TINY = REPO / "train" / "configs" / "stage2_tiny.yaml"
+
+
+def run_stage2(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), "--config", str(TINY), *args]
+    result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"stage2.py failed ({result.returncode}):\n{result.stderr[-3000:]}"
+    return result
+
+
+def state(weights: Path) -> dict[str, torch.Tensor]:
+    controller, controlnet = load_stage2_control(weights)  # strict
+    return {**{f"controller.{k}": v for k, v in controller.state_dict().items()},
+            **{f"controlnet.{k}": v for k, v in controlnet.state_dict().items()}}  # fmt: skip
+
+
+@pytest.fixture
+def stage2(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "train"))  # what `python train/stage2.py` puts on the path
+    return importlib.import_module("stage2")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data2")
+    generate_dataset(root, num_videos=3, num_frames=4, width=32, height=48, seed=0)
+    return root
+
+
+RESUME = ("--max_train_steps", "4", "--checkpointing_steps", "2", "--checkpoints_total_limit", "4",
+          "--validation_steps", "4", "--gradient_accumulation_steps", "2")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stage2_run")
+    run_stage2("--train_data_dir", str(dataset), "--output_dir", str(out), *RESUME)
+    return out
+
+
+def test_writes_loadable_weights_with_trained_control_links(uninterrupted):
+    import cv2
+
+    weights = state(uninterrupted / "weights")
+    # the ControlNet's links start at zero: training must have moved them
+    links = [v for k, v in weights.items() if "controlnet_down_blocks" in k or "controlnet_mid_block" in k]
+    assert links and all(v.abs().max() > 0 for v in links)
+    image = cv2.imread(str(uninterrupted / "validation" / "step-000004.png"))
+    assert image is not None and image.shape[:2] == (5 * 48, 2 * 32)  # pose, depth, normal, generated, truth
+    assert sorted(p.name for p in uninterrupted.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_resume_reaches_the_same_weights(dataset, uninterrupted, tmp_path):
+    common = ("--train_data_dir", str(dataset), "--output_dir", str(tmp_path), *RESUME, "--validation_steps", "0")
+    run_stage2(*common, "--max_train_steps", "2")
+    run_stage2(*common, "--resume_from_checkpoint", "latest")
+    a, b = state(tmp_path / "weights"), state(uninterrupted / "weights")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_losses(tmp_path)[2:] == read_losses(uninterrupted)[2:]
+
+
+def test_overfitting_one_clip_lowers_the_loss(tmp_path):
+    data = tmp_path / "one"
+    generate_dataset(data, num_videos=1, num_frames=2, width=32, height=48, seed=1)
+    run_stage2("--train_data_dir", str(data), "--output_dir", str(tmp_path / "run"), "--max_train_steps", "30",
+               "--validation_steps", "0", "--checkpointing_steps", "0", "--fixed_noise", "true",
+               "--reference_dropout", "0", "--control_dropout", "0", "0", "0")  # fmt: skip
+    losses = read_losses(tmp_path / "run")
+    # only the ControlNet and controller learn (the tiny random SVD UNet is frozen), so the floor is not zero
+    assert losses[-1] < 0.5 * losses[0], f"loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+    assert all(b <= a * 1.05 for a, b in zip(losses, losses[1:])), losses
+
+
+def test_edm_conventions_match_svd_sampling(stage2):
+    """c_noise = log(sigma) / 4 is the sampler's continuous timestep; the ideal v-prediction has zero loss."""
+    from diffusers import EulerDiscreteScheduler
+
+    from dreamdance_core.tiny import tiny_svd_components
+
+    scheduler = EulerDiscreteScheduler.from_config(tiny_svd_components().scheduler_config)
+    scheduler.set_timesteps(5)
+    torch.testing.assert_close(scheduler.timesteps, 0.25 * torch.log(scheduler.sigmas[:-1]))
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, 4, generator=generator)
+    sigma = torch.tensor([0.3, 7.0]).view(2, 1, 1, 1, 1)
+    noisy = x + sigma * torch.randn(x.shape, generator=generator)
+    ideal = (noisy / (sigma**2 + 1) - x) * torch.sqrt(sigma**2 + 1) / sigma  # solves denoised == x
+    assert stage2.edm_loss(ideal, x, noisy, sigma) < 1e-10
+    assert stage2.edm_loss(torch.zeros_like(x), x, noisy, sigma) > 0.1
+
+
+def test_paper_config(stage2):
+    args = stage2.parse_args(["--config", str(REPO / "train/configs/stage2.yaml"), "--train_data_dir", "d",
+                              "--output_dir", "o", "--pretrained_svd", "svd.safetensors"])  # fmt: skip
+    assert (args.learning_rate, args.max_train_steps, args.width, args.height, args.num_frames) == (2e-5, 50000, 512, 768, 16)
+    with pytest.raises(ValueError, match="--pretrained_svd"):
+        stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o"])
