@@ -195,3 +195,25 @@ def test_controller_checks_its_arguments():
         CrossDomainController(out_channels=30, attention_heads=4)
     with pytest.raises(ValueError, match="geometry_tokens"):
         CrossDomainController(geometry_tokens="token")
+
+
+def test_controlnet_gradient_checkpointing_gives_the_same_gradients():
+    from dreamdance_core.tiny import tiny_svd_unet
+
+    def gradients(checkpointing: bool) -> torch.Tensor:
+        unet = tiny_svd_unet()
+        controlnet = tiny_controlnet(unet).train()
+        randomize_(controlnet, seed=7)
+        if checkpointing:
+            controlnet.enable_gradient_checkpointing()
+            assert controlnet.is_gradient_checkpointing
+        g = torch.Generator().manual_seed(0)
+        sample = torch.randn(1, 2, 8, 8, 8, generator=g)
+        down, mid = controlnet(sample, torch.tensor(10.0), torch.randn(1, 1, 32, generator=g), torch.randn(1, 3, generator=g),
+                               controlnet_cond=torch.randn(2, 32, 8, 8, generator=g), return_dict=False)  # fmt: skip
+        (sum(d.square().mean() for d in down) + mid.square().mean()).backward()
+        return torch.cat([p.grad.flatten() for p in controlnet.parameters() if p.grad is not None])
+
+    plain, checkpointed = gradients(False), gradients(True)
+    assert plain.abs().max() > 0
+    torch.testing.assert_close(checkpointed, plain, rtol=0, atol=1e-6)

@@ -66,6 +66,8 @@ class SVDControlNet(ModelMixin, ConfigMixin):
     ``conditioning_channels`` must equal ``block_out_channels[0]`` (the controller's output width).
     """
 
+    _supports_gradient_checkpointing = True  # the copied diffusers blocks recompute themselves when enabled
+
     @register_to_config
     def __init__(
         self,
