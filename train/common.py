@@ -501,3 +501,16 @@ def freeze_helpers(accelerator, *modules: torch.nn.Module) -> None:
         module.requires_grad_(False).eval().to(accelerator.device)
         if dtype != torch.float32:
             module.to(dtype=dtype)
+
+
+def run_cli(main: Callable[[argparse.Namespace], Any], parse_args: Callable, argv: Sequence[str] | None) -> int:
+    """Command-line entry of the scripts: configuration and data problems end with a message, not a traceback."""
+    from dreamdance_core.dataset import DatasetError
+    from dreamdance_core.loading.common import WeightFileError
+
+    try:
+        main(parse_args(argv))
+    except (TrainConfigError, DatasetError, WeightFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

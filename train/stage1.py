@@ -39,14 +39,12 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from dreamdance_core.dataset import DatasetError
-from dreamdance_core.loading.common import WeightFileError
 from dreamdance_core.models.stage1 import NUM_DOMAINS, GeometryDiffusionModel
 
 from common import (  # noqa: I001 - train/ runs as scripts: its own folder is on sys.path
     Option, TrainConfigError, build_parser, check_common_args, clip_dataset,
     common_options, freeze_helpers, make_accelerator, make_dataloader, make_optimizer_and_schedule,
-    parse_with_config, train_loop, validation_clip, write_image_grid,
+    parse_with_config, run_cli, train_loop, validation_clip, write_image_grid,
 )  # fmt: skip
 
 WEIGHTS_FOLDER = "weights"
@@ -293,13 +291,7 @@ def main(args: argparse.Namespace) -> Path:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry: configuration and data problems end with a message, not a traceback."""
-    try:
-        main(parse_args(argv))
-    except (TrainConfigError, DatasetError, WeightFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(main, parse_args, argv)
 
 
 if __name__ == "__main__":
