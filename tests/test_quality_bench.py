@@ -1,0 +1,86 @@
+"""bench/quality.py on the tiny random models: every row and column, baselines equal to the metrics done by hand."""
+
+import contextlib
+import io
+import re
+
+import pytest
+import torch
+
+from bench import quality
+from dreamdance_core.geometry import depth_to_image
+from dreamdance_core.metrics import depth_abs_rel, depth_foreground, normal_angular_error, psnr, silhouette_iou, ssim
+from dreamdance_core.synthetic import render_sample, video_seeds
+
+ARGS = ["--tiny", "--width", "32", "--height", "48", "--steps", "1", "--video-steps", "1", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def run() -> tuple[dict, str]:
+    """One tiny benchmark run: (results, printed text)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        results = quality.main(ARGS)
+    return results, out.getvalue()
+
+
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """The first markdown table of ``text``: row name -> cells."""
+    rows = {}
+    for line in text.split("\n\n", 1)[1].split("\n\n")[0].splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_table_has_every_row_and_column(run):
+    results, text = run
+    header = text.split("\n\n", 1)[1].splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == list(quality.METRICS)
+    rows = _table_rows(text)
+    expected = [
+        "reference repeated", "flat silhouette", "Stage 1", "Stage 1, geometry attention off",
+        "Stage 1, one CFG scale (3.5)", "Stage 2 (exact geometry)", "Stage 2, pose dropped", "Stage 2, depth dropped",
+        "Stage 2, normal dropped", "Stage 1 → Stage 2",
+    ]  # fmt: skip
+    assert list(rows) == expected == list(results)
+    for name in quality.BASELINES:  # baselines measure everything
+        assert all(re.fullmatch(r"-?\d+\.\d+", c) for c in rows[name]), rows[name]
+    geometry_columns = len(quality.GEOMETRY_METRICS)
+    for name in expected[2:5]:
+        assert all(c != "–" for c in rows[name][:geometry_columns]) and all(c == "–" for c in rows[name][geometry_columns:])
+    for name in expected[5:]:
+        assert all(c == "–" for c in rows[name][:geometry_columns]) and all(c != "–" for c in rows[name][geometry_columns:])
+    assert "margin over the best baseline" in text and "TINY RANDOM MODELS" in text
+
+
+def test_baseline_figures_equal_the_metrics_computed_directly(run):
+    results, _ = run
+    seeds = video_seeds(7, 1)[0]
+    sample = render_sample(*seeds, num_frames=2, width=32, height=48)
+    ref, clip = sample.reference, sample.clip
+    depth, mask = torch.from_numpy(clip.depth), torch.from_numpy(clip.mask)
+    normal = torch.from_numpy(clip.normal).permute(0, 3, 1, 2)
+    ref_depth = depth_to_image(torch.from_numpy(ref.depth), torch.from_numpy(ref.mask)).expand(2, -1, -1, -1)
+    ref_normal = torch.from_numpy(ref.normal).permute(0, 3, 1, 2).expand(2, -1, -1, -1)
+    ref_rgb = torch.from_numpy(ref.rgb).permute(0, 3, 1, 2).float().div(255).expand(2, -1, -1, -1)
+    rgb = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float() / 255
+    row = results["reference repeated"]
+    assert row["depth AbsRel ↓"] == pytest.approx(depth_abs_rel(ref_depth[:, 0], depth, mask), rel=1e-6)
+    assert row["normal error (°) ↓"] == pytest.approx(normal_angular_error(ref_normal, normal, mask), rel=1e-6)
+    assert row["silhouette IoU ↑"] == pytest.approx(silhouette_iou(depth_foreground(ref_depth), mask), rel=1e-6)
+    assert row["PSNR (dB) ↑"] == pytest.approx(psnr(ref_rgb, rgb), rel=1e-5)
+    assert row["SSIM ↑"] == pytest.approx(ssim(ref_rgb, rgb), rel=1e-5)
+
+
+def test_held_out_seeds_that_meet_the_training_set_are_refused():
+    quality.check_held_out(video_seeds(quality.HELD_OUT_SEED, 8), quality.DEFAULT_TRAIN_SEED, 64)
+    with pytest.raises(quality.HeldOutError, match="character seeds"):
+        quality.check_held_out(video_seeds(3, 2), 3, 10)
+
+
+def test_options_that_conflict_are_refused():
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--tiny", "--stage1", "somewhere"])
+    with pytest.raises(SystemExit):
+        quality.parse_args([])
