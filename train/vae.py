@@ -6,8 +6,9 @@ The base folder is laid out like an SD1.5 diffusers folder, so ``train/stage1.py
 
 * ``vae/`` - an ``AutoencoderKL`` (4 latent channels, downscale ``2^(len(channels) - 1)``) trained here to
   reconstruct the three images Stage 1 encodes: RGB frames, depth images and normal images
-  (:mod:`dreamdance_core.geometry` conventions), with an L1 loss plus a small KL term. Its ``scaling_factor`` is set
-  afterwards to ``1 / std`` of the training latents, as SD's 0.18215 was.
+  (:mod:`dreamdance_core.geometry` conventions), with an L1 loss plus a small KL term. It decodes the posterior
+  *mean* while training (an autoencoder with a KL-regularised latent), since Stage 1 encodes the mean as well. Its
+  ``scaling_factor`` is set afterwards to ``1 / std`` of the training latents, as SD's 0.18215 was.
 * ``unet/`` - a small SD1.5-shaped ``UNet2DConditionModel`` (:func:`dreamdance_core.tiny.tiny_unet` structure),
   randomly initialised: Stage 1 learns everything from it.
 * ``image_encoder/`` - a small CLIP vision model (:func:`dreamdance_core.tiny.tiny_clip_vision`), random and frozen,
@@ -76,7 +77,8 @@ def build_vae(channels: Sequence[int]):
 
 
 def train_vae(vae, images: torch.Tensor, args: argparse.Namespace) -> list[float]:
-    """L1 reconstruction + ``kl_weight`` x KL, AdamW with cosine decay; returns the loss every 100 steps."""
+    """L1 reconstruction of the posterior mean + ``kl_weight`` x KL, AdamW with cosine decay; returns the loss every
+    100 steps."""
     generator = torch.Generator().manual_seed(args.seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
@@ -85,7 +87,7 @@ def train_vae(vae, images: torch.Tensor, args: argparse.Namespace) -> list[float
     for step in range(args.steps):
         batch = images[torch.randint(len(images), (args.batch_size,), generator=generator)]
         posterior = vae.encode(batch).latent_dist
-        reconstruction = vae.decode(posterior.sample(generator=generator)).sample
+        reconstruction = vae.decode(posterior.mode()).sample  # deterministic: Stage 1 encodes the mean too
         loss = F.l1_loss(reconstruction, batch) + args.kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
