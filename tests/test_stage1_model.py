@@ -230,3 +230,25 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     plain, checkpointed = gradients(False), gradients(True)
     assert plain.abs().max() > 0
     torch.testing.assert_close(checkpointed, plain, rtol=0, atol=1e-6)
+
+
+def test_the_noise_schedule_travels_with_the_weights(tmp_path):
+    from dreamdance_core.loading import WeightFileError
+    from dreamdance_core.models.stage1 import SD15_NOISE_SCHEDULE, noise_schedule
+
+    model = tiny_stage1()
+    model.save_pretrained(tmp_path / "sd15")
+    assert GeometryDiffusionModel.from_pretrained(tmp_path / "sd15").noise_schedule == SD15_NOISE_SCHEDULE
+    (tmp_path / "sd15" / "scheduler" / "scheduler_config.json").unlink()  # folders from before: SD1.5's schedule
+    assert GeometryDiffusionModel.from_pretrained(tmp_path / "sd15").noise_schedule == SD15_NOISE_SCHEDULE
+    model.noise_schedule = noise_schedule("v_prediction", zero_terminal_snr=True)
+    model.save_pretrained(tmp_path / "v")
+    loaded = GeometryDiffusionModel.from_pretrained(tmp_path / "v").noise_schedule
+    assert loaded["prediction_type"] == "v_prediction" and loaded["rescale_betas_zero_snr"] is True
+    (tmp_path / "v" / "scheduler" / "scheduler_config.json").write_text("{broken")
+    with pytest.raises(WeightFileError, match="scheduler config"):
+        GeometryDiffusionModel.from_pretrained(tmp_path / "v")
+    with pytest.raises(ValueError, match="v_prediction"):
+        noise_schedule("epsilon", zero_terminal_snr=True)
+    with pytest.raises(ValueError, match="prediction_type"):
+        noise_schedule("sample")

@@ -172,3 +172,24 @@ def test_nan_input_is_a_clear_error(parts):
     poses[1, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         sample(parts, reference, poses)
+
+
+def test_the_default_scheduler_follows_the_models_noise_schedule(parts):
+    """A model trained with v-prediction and a zero terminal SNR samples with that schedule unless told otherwise."""
+    from dreamdance_core.models.stage1 import noise_schedule
+
+    model = parts[0]
+    reference, poses = inputs(2)
+    eps_out = sample(parts, reference, poses)
+    v_schedule = noise_schedule("v_prediction", zero_terminal_snr=True)
+    model.noise_schedule = v_schedule
+    try:
+        v_out = sample(parts, reference, poses)
+        explicit = sample(parts, reference, poses, scheduler=default_scheduler(v_schedule))
+    finally:
+        model.noise_schedule = noise_schedule()
+    assert torch.equal(v_out.depth, explicit.depth)
+    assert not torch.allclose(v_out.depth, eps_out.depth, atol=1e-3)
+    scheduler = default_scheduler(v_schedule)
+    assert scheduler.config.prediction_type == "v_prediction" and float(scheduler.alphas_cumprod[-1]) == 0.0
+    assert float(default_scheduler().alphas_cumprod[-1]) > 0.0  # SD1.5's schedule keeps some signal at t = 999

@@ -121,14 +121,18 @@ def test_training_loss_drops(dataset, tmp_path):
     assert last < 0.7 * first, f"loss did not drop: first 5 steps {first:.3f}, last 5 {last:.3f}"
 
 
-def test_overfitting_one_clip_drives_the_loss_near_zero(tmp_path):
+@pytest.mark.parametrize("prediction", [[], ["--prediction_type", "v_prediction", "--zero_terminal_snr", "true"]],
+                         ids=["epsilon", "v_prediction"])
+def test_overfitting_one_clip_drives_the_loss_near_zero(tmp_path, prediction):
     data = tmp_path / "one"
     generate_dataset(data, num_videos=1, num_frames=2, width=32, height=48, seed=1)
     run_stage1("--train_data_dir", str(data), "--output_dir", str(tmp_path / "run"), "--max_train_steps", "20",
                "--validation_steps", "0", "--checkpointing_steps", "0", "--fixed_noise", "true",
-               "--reference_dropout", "0")  # fmt: skip
+               "--reference_dropout", "0", *prediction)  # fmt: skip
     losses = read_losses(tmp_path / "run")
     assert losses[-1] < 0.02 * losses[0], f"over-fitting one clip: loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+    schedule = GeometryDiffusionModel.from_pretrained(tmp_path / "run" / "weights").noise_schedule
+    assert schedule["prediction_type"] == ("v_prediction" if prediction else "epsilon")  # the weights carry it
 
 
 RESUME_ARGS = ("--max_train_steps", "4", "--gradient_accumulation_steps", "2", "--checkpointing_steps", "2",

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from dreamdance_core.models.stage1 import NUM_DOMAINS, GeometryDiffusionModel
+from dreamdance_core.models.stage1 import NUM_DOMAINS, GeometryDiffusionModel, noise_schedule
 
 from common import (  # noqa: I001 - train/ runs as scripts: its own folder is on sys.path
     Option, TrainConfigError, build_parser, check_common_args, clip_dataset,
@@ -88,6 +88,11 @@ OPTIONS = common_options(
     Option("pose_guider_channels", [16, 32, 96, 256], "pose guider block channels (new Stage-1 models only)",
            type=int, nargs="+"),
     Option("attention_heads", 8, "heads of geometry/temporal attention (new Stage-1 models only)", type=int),
+    Option("prediction_type", "epsilon", "what the denoising UNet predicts, 'epsilon' (SD1.5, the paper) or "
+           "'v_prediction' (new Stage-1 models only; steps 2 and 3 keep step 1's)", type=str,
+           choices=("epsilon", "v_prediction")),
+    Option("zero_terminal_snr", False, "rescale the noise schedule to a zero terminal SNR (needs v_prediction; new "
+           "Stage-1 models only)", type=bool),
     Option("validation_guidance", [3.5, 2.5, 3.5], "validation CFG scale per domain (rgb normal depth)", type=float,
            nargs=3),
 ]
@@ -117,10 +122,15 @@ def check_args(args: argparse.Namespace) -> None:
 
 def load_models(args: argparse.Namespace) -> tuple[GeometryDiffusionModel, Any, Any]:
     """(Stage-1 model, VAE, CLIP image encoder): tiny, from SD1.5, or from a previous step's weights."""
+    schedule = noise_schedule(args.prediction_type, args.zero_terminal_snr)
     if args.tiny:
         from dreamdance_core.tiny import tiny_clip_vision, tiny_stage1, tiny_vae
 
-        model = GeometryDiffusionModel.from_pretrained(args.init_from) if args.init_from else tiny_stage1(args.model_seed)
+        if args.init_from:
+            model = GeometryDiffusionModel.from_pretrained(args.init_from)
+        else:
+            model = tiny_stage1(args.model_seed)
+            model.noise_schedule = schedule
         torch.manual_seed(args.model_seed + 1)  # the same VAE and encoder in every step and on every resume
         return model, tiny_vae(), tiny_clip_vision(num_hidden_layers=1)
     from dreamdance_core.loading.clip_vision import load_clip_image_encoder
@@ -131,8 +141,9 @@ def load_models(args: argparse.Namespace) -> tuple[GeometryDiffusionModel, Any, 
     else:
         unet = load_sd15_unet(args.pretrained_model, config=args.pretrained_config)
         model = GeometryDiffusionModel.from_base_unet(
-            unet, pose_guider_channels=tuple(args.pose_guider_channels), attention_heads=args.attention_heads
-        )
+            unet, pose_guider_channels=tuple(args.pose_guider_channels), attention_heads=args.attention_heads,
+            noise_schedule=schedule,
+        )  # fmt: skip
     vae = load_sd15_vae(args.vae or args.pretrained_model, config=args.pretrained_config)
     return model, vae, load_clip_image_encoder(args.image_encoder)
 
@@ -161,7 +172,8 @@ def make_inputs(
     batch: dict[str, Any], vae, image_encoder, noise_scheduler, step: TrainingStep, reference_dropout: float,
     generator: torch.Generator,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Model inputs for one batch and the noise to predict; batch layout ``(clips, modalities, frames)``."""
+    """Model inputs for one batch and the target (the noise, or the velocity for v-prediction); batch layout
+    ``(clips, modalities, frames)``."""
     from dreamdance_core.geometry import encode_latents
     from dreamdance_core.models.clip_image import encode_clip_image
 
@@ -194,6 +206,8 @@ def make_inputs(
         "reference_index": torch.where(keep, torch.arange(b, device=device), -1).repeat_interleave(m * f),
         "pose_maps": batch["pose_maps"].to(device),
     }
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        return inputs, noise_scheduler.get_velocity(latents, noise, timesteps)
     return inputs, noise
 
 
@@ -242,7 +256,6 @@ def main(args: argparse.Namespace) -> Path:
     """Train one Stage-1 step; returns the final weights folder."""
     from accelerate.utils import set_seed
     from diffusers import DDPMScheduler
-    from dreamdance_core.sampling.stage1 import SD15_DDIM_CONFIG
 
     plan = STEPS[args.training_step]
     output_dir = Path(args.output_dir)
@@ -258,7 +271,7 @@ def main(args: argparse.Namespace) -> Path:
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     freeze_helpers(accelerator, vae, image_encoder)
-    noise_scheduler = DDPMScheduler.from_config(SD15_DDIM_CONFIG)
+    noise_scheduler = DDPMScheduler.from_config(model.noise_schedule)  # the model's (SD1.5's unless set)
 
     # 2. optimizer, LR schedule, data; accelerate places and wraps them
     optimizer, lr_scheduler = make_optimizer_and_schedule(accelerator, trainable, args)
@@ -270,10 +283,10 @@ def main(args: argparse.Namespace) -> Path:
 
     # 3. the loop (resume, accumulation, logs, checkpoints, validation)
     def compute_loss(batch: dict, generator: torch.Generator) -> torch.Tensor:
-        inputs, noise = make_inputs(batch, vae, image_encoder, noise_scheduler, plan, args.reference_dropout, generator)
+        inputs, target = make_inputs(batch, vae, image_encoder, noise_scheduler, plan, args.reference_dropout, generator)
         with accelerator.autocast():
             prediction = denoiser(inputs, plan.num_modalities, batch["pixel_values"].shape[1])
-        return F.mse_loss(prediction.float(), noise)  # eq. 3 over the stacked modalities
+        return F.mse_loss(prediction.float(), target)  # eq. 3 over the stacked modalities
 
     clip = validation_clip(args) if args.validation_steps > 0 and accelerator.is_main_process else None
 

@@ -19,6 +19,7 @@ trained on its own (:meth:`GeometryDiffusionModel.set_trainable`) for the paper'
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -85,8 +86,54 @@ class GeometryAdapter(ModelMixin, ConfigMixin):
         return cls([name for name, _ in layers], [attn.to_q.in_features for _, attn in layers], num_heads)
 
 
+# SD1.5's training noise schedule, as a diffusers scheduler config; "trailing" timestep spacing as the AnimateAnyone
+# family samples it. A Stage-1 model trained with another schedule (the CPU demo: v-prediction with a zero terminal
+# SNR) carries it in ``<weights>/scheduler/scheduler_config.json``.
+SD15_NOISE_SCHEDULE = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    timestep_spacing="trailing",
+    prediction_type="epsilon",
+    rescale_betas_zero_snr=False,
+)
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
+
+
+def noise_schedule(prediction_type: str = "epsilon", zero_terminal_snr: bool = False) -> dict:
+    """SD1.5's schedule with the given prediction type and, optionally, betas rescaled to a zero terminal SNR (Lin et
+    al. 2023: the last timestep is pure noise, which v-prediction can learn and epsilon-prediction cannot)."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    if zero_terminal_snr and prediction_type == "epsilon":
+        raise ValueError("a zero terminal SNR needs prediction_type 'v_prediction' (epsilon is undefined at pure noise)")
+    return {**SD15_NOISE_SCHEDULE, "prediction_type": prediction_type, "rescale_betas_zero_snr": zero_terminal_snr}
+
+
+def _read_noise_schedule(path: Path) -> dict | None:
+    """The scheduler config of a weights folder (None: absent, i.e. SD1.5's), or a clear error if unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise WeightFileError(f"{path} is not a readable scheduler config ({error}); delete it to use SD1.5's") from None
+    if not isinstance(config, dict):
+        raise WeightFileError(f"{path} must hold a JSON object (a diffusers scheduler config)")
+    return {k: v for k, v in config.items() if k in SD15_NOISE_SCHEDULE}
+
+
 class GeometryDiffusionModel(nn.Module):
-    """Reference UNet + denoising UNet + pose guider + geometry/temporal attention, wired by attention processors."""
+    """Reference UNet + denoising UNet + pose guider + geometry/temporal attention, wired by attention processors.
+
+    ``noise_schedule`` is the diffusers scheduler config the model was trained with (default SD1.5's,
+    :data:`SD15_NOISE_SCHEDULE`); samplers build their scheduler from it.
+    """
 
     COMPONENTS = {
         "reference_unet": UNet2DConditionModel,
@@ -101,8 +148,13 @@ class GeometryDiffusionModel(nn.Module):
         denoising_unet: UNet2DConditionModel,
         pose_guider: PoseGuider,
         adapter: GeometryAdapter,
+        noise_schedule: dict | None = None,
     ):
         super().__init__()
+        self.noise_schedule = {**SD15_NOISE_SCHEDULE, **(noise_schedule or {})}
+        if self.noise_schedule["prediction_type"] not in PREDICTION_TYPES:
+            raise ValueError(f"unsupported prediction_type {self.noise_schedule['prediction_type']!r}: the Stage-1 "
+                             f"sampler and trainer handle {PREDICTION_TYPES}")  # fmt: skip
         config = denoising_unet.config
         if config.class_embed_type != "projection" or config.projection_class_embeddings_input_dim != DOMAIN_EMBEDDING_DIM:
             raise ValueError(
@@ -163,6 +215,7 @@ class GeometryDiffusionModel(nn.Module):
         *,
         pose_guider_channels: tuple[int, ...] = (16, 32, 96, 256),
         attention_heads: int = 8,
+        noise_schedule: dict | None = None,
     ) -> "GeometryDiffusionModel":
         """Build Stage 1 from an SD1.5-style UNet: both UNets start as copies of it; new parts are zero-initialised."""
         base_state = unet.state_dict()
@@ -186,12 +239,17 @@ class GeometryDiffusionModel(nn.Module):
             embedding_channels=unet.config.block_out_channels[0],
         )
         adapter = GeometryAdapter.from_unet(denoising_unet, num_heads=attention_heads)
-        return cls(reference_unet, denoising_unet, pose_guider, adapter).to(device=unet.device, dtype=unet.dtype)
+        model = cls(reference_unet, denoising_unet, pose_guider, adapter, noise_schedule)
+        return model.to(device=unet.device, dtype=unet.dtype)
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
-        """Write every component as ``<folder>/<component>/{config.json, diffusion_pytorch_model.safetensors}``."""
+        """Write every component as ``<folder>/<component>/{config.json, diffusion_pytorch_model.safetensors}`` and
+        the noise schedule as ``<folder>/scheduler/scheduler_config.json``."""
         for name in self.COMPONENTS:
             getattr(self, name).save_pretrained(Path(folder) / name, safe_serialization=True)
+        schedule = Path(folder) / SCHEDULER_CONFIG
+        schedule.parent.mkdir(parents=True, exist_ok=True)
+        schedule.write_text(json.dumps({"_class_name": "DDIMScheduler", **self.noise_schedule}, indent=1) + "\n")
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -> "GeometryDiffusionModel":
@@ -203,7 +261,7 @@ class GeometryDiffusionModel(nn.Module):
                 f"{', '.join(cls.COMPONENTS)} written by train/stage1.py (or GeometryDiffusionModel.save_pretrained)."
             )
         parts = {name: load_model_strict(kind, folder / name, dtype=dtype) for name, kind in cls.COMPONENTS.items()}
-        return cls(**parts)
+        return cls(**parts, noise_schedule=_read_noise_schedule(folder / SCHEDULER_CONFIG))
 
     # ------------------------------------------------------------------ training support
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -326,7 +384,8 @@ class GeometryDiffusionModel(nn.Module):
         if pose_features.shape[-2:] != sample.shape[-2:]:
             raise ValueError(
                 f"pose features are {tuple(pose_features.shape[-2:])} but latents are {tuple(sample.shape[-2:])}: "
-                "the pose maps must have the image size (8x the latent size)"
+                "the pose maps must have the image size, and the pose guider must downsample by the VAE's factor "
+                "(8 for SD)"
             )
         # 2. domain embedding, added to the time embedding through the UNet's projection class embedding
         class_labels = domain_embedding(domain).to(device=sample.device, dtype=sample.dtype)

@@ -16,31 +16,20 @@ import torch
 
 from ..geometry import decode_latents, encode_latents, latent_preview
 from ..models.clip_image import encode_clip_image
-from ..models.stage1 import NUM_DOMAINS, GeometryDiffusionModel
+from ..models.stage1 import NUM_DOMAINS, SD15_NOISE_SCHEDULE, GeometryDiffusionModel
 from .guidance import multi_domain_cfg
 from .windows import WindowOptions, blend_windows, window_indices
 
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
 
-# SD1.5's training noise schedule; "trailing" spacing as the AnimateAnyone family samples it.
-SD15_DDIM_CONFIG = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-    timestep_spacing="trailing",
-    prediction_type="epsilon",
-)
+SD15_DDIM_CONFIG = SD15_NOISE_SCHEDULE  # SD1.5's training noise schedule, "trailing" timestep spacing
 
 
-def default_scheduler():
-    """The DDIM scheduler Stage 1 samples with by default."""
+def default_scheduler(noise_schedule: dict | None = None):
+    """The DDIM scheduler Stage 1 samples with: over the model's training noise schedule (default SD1.5's)."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**SD15_DDIM_CONFIG)
+    return DDIMScheduler(**{**SD15_NOISE_SCHEDULE, **(noise_schedule or {})})
 
 
 @dataclass
@@ -86,10 +75,13 @@ def _check_inputs(reference: torch.Tensor, poses: torch.Tensor, guidance: Sequen
     return reference
 
 
-def _preview(scheduler, sample: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor | None:
-    """Approximate RGB of the clean-latent estimate ``x0 = (x_t - sqrt(1 - a) * eps) / sqrt(a)`` of one frame."""
+def _preview(scheduler, sample: torch.Tensor, output: torch.Tensor, t) -> torch.Tensor | None:
+    """Cheap preview of the predicted clean latent (SD latents only; None otherwise) from the model output."""
     alpha = scheduler.alphas_cumprod[int(t)].to(sample.device, torch.float32)
-    x0 = (sample.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
+    if scheduler.config.prediction_type == "v_prediction":
+        x0 = alpha.sqrt() * sample.float() - (1 - alpha).sqrt() * output.float()
+    else:
+        x0 = (sample.float() - (1 - alpha).sqrt() * output.float()) / alpha.sqrt()
     return latent_preview(x0)
 
 
@@ -121,7 +113,7 @@ def sample_geometry(
         steps: denoising steps.
         guidance: ordinary CFG scale per domain (RGB, normal, depth); the paper's eq. 6 scale ``s`` is ``w - 1``.
             The unconditional branch drops the reference image (no reference injection, zero CLIP embedding).
-        scheduler: a diffusers scheduler (default :func:`default_scheduler`).
+        scheduler: a diffusers scheduler (default: DDIM over the model's training noise schedule).
         generator: for reproducible noise.
         windows: window options for long sequences (None: all frames at once).
         callback: ``callback(step, total, preview)`` after every window of every step (``preview``: approximate RGB
@@ -131,7 +123,7 @@ def sample_geometry(
     """
     reference = _check_inputs(reference, poses, guidance, steps)
     device, dtype = model.denoising_unet.device, model.denoising_unet.dtype
-    scheduler = scheduler or default_scheduler()
+    scheduler = scheduler or default_scheduler(model.noise_schedule)
     scheduler.set_timesteps(steps, device=device)
     num_frames = poses.shape[0]
     guided = any(float(w) != 1.0 for w in guidance)
