@@ -16,15 +16,25 @@ def tiny_unet(
     block_out_channels: tuple[int, ...] = (32, 64),
     layers_per_block: int = 1,
     cross_attention_blocks: int = 1,
+    latent_channels: int = 4,
+    first_attention_level: int = 0,
 ):
-    """SD1.5-shaped UNet: ``cross_attention_blocks`` cross-attention down blocks, then plain ones, mirrored up."""
+    """SD1.5-shaped UNet: ``first_attention_level`` plain down blocks, ``cross_attention_blocks`` cross-attention
+    ones, then plain ones, mirrored up; ``latent_channels`` in and out (SD's 4 by default). Starting the attention
+    one level down keeps attention off the full latent resolution (much cheaper on a CPU)."""
     from diffusers import UNet2DConditionModel
 
-    plain_blocks = len(block_out_channels) - cross_attention_blocks
-    down = ("CrossAttnDownBlock2D",) * cross_attention_blocks + ("DownBlock2D",) * plain_blocks
-    up = ("UpBlock2D",) * plain_blocks + ("CrossAttnUpBlock2D",) * cross_attention_blocks
+    levels = len(block_out_channels)
+    if not 0 <= first_attention_level <= levels - cross_attention_blocks:
+        raise ValueError(f"{cross_attention_blocks} attention blocks from level {first_attention_level} do not fit in "
+                         f"{levels} levels")  # fmt: skip
+    attention = [first_attention_level <= i < first_attention_level + cross_attention_blocks for i in range(levels)]
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
     return UNet2DConditionModel(
         sample_size=8,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
         block_out_channels=block_out_channels,
         layers_per_block=layers_per_block,
         down_block_types=down,

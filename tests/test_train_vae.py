@@ -20,7 +20,8 @@ def test_vae_trainer_writes_a_base_the_stage1_loader_accepts_and_learns(tmp_path
     generate_dataset(tmp_path / "data", num_videos=1, num_frames=2, width=32, height=48, seed=0)
     command = [sys.executable, str(ROOT / "train" / "vae.py"), "--train_data_dir", str(tmp_path / "data"),
                "--output_dir", str(tmp_path / "base"), "--width", "32", "--height", "48", "--steps", "101",
-               "--batch_size", "6", "--vae_channels", "16", "16", "--learning_rate", "2e-3"]  # fmt: skip
+               "--batch_size", "6", "--vae_channels", "16", "16", "--learning_rate", "2e-3", "--latent_channels", "8",
+               "--unet_channels", "32", "32", "--unet_first_attention_level", "1"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     record = json.loads((tmp_path / "base" / "vae_training.json").read_text())
@@ -32,4 +33,8 @@ def test_vae_trainer_writes_a_base_the_stage1_loader_accepts_and_learns(tmp_path
     with torch.no_grad():
         images = torch.rand(2, 3, 48, 32) * 2 - 1
         latents = pipeline.vae.encode(images).latent_dist.mean
-    assert latents.shape == (2, 4, 24, 16)  # 2x downscale with two blocks
+    assert latents.shape == (2, 8, 24, 16)  # 2x downscale with two blocks, --latent_channels 8
+    unet = pipeline.model.denoising_unet.config  # the base UNet, converted: latents in and out, attention one level down
+    assert (unet.in_channels, unet.out_channels) == (8, 8)
+    assert list(unet.down_block_types) == ["DownBlock2D", "CrossAttnDownBlock2D"]
+    assert list(unet.up_block_types) == ["CrossAttnUpBlock2D", "UpBlock2D"]

@@ -4,7 +4,7 @@ start from (no SD1.5 weights can be shipped or downloaded for a CPU demo).
 The base folder is laid out like an SD1.5 diffusers folder, so ``train/stage1.py --pretrained_model <base>
 --image_encoder <base>`` trains on it exactly as on SD1.5:
 
-* ``vae/`` - an ``AutoencoderKL`` (4 latent channels, downscale ``2^(len(channels) - 1)``) trained here to
+* ``vae/`` - an ``AutoencoderKL`` (``--latent_channels``, SD: 4; downscale ``2^(len(channels) - 1)``) trained here to
   reconstruct the three images Stage 1 encodes: RGB frames, depth images and normal images
   (:mod:`dreamdance_core.geometry` conventions), with an L1 loss plus a small KL term. It decodes the posterior
   *mean* while training (an autoencoder with a KL-regularised latent), since Stage 1 encodes the mean as well. Its
@@ -39,7 +39,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--vae_channels", type=int, nargs="+", default=[32, 64, 64], help="VAE block channels")
+    parser.add_argument("--latent_channels", type=int, default=4, help="VAE latent channels (SD: 4)")
     parser.add_argument("--unet_channels", type=int, nargs="+", default=[32, 64], help="base UNet block channels")
+    parser.add_argument("--unet_attention_blocks", type=int, default=1, help="base UNet cross-attention blocks")
+    parser.add_argument("--unet_first_attention_level", type=int, default=0,
+                        help="base UNet level of the first attention block (0: full latent resolution, as SD)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
@@ -62,7 +66,7 @@ def load_images(root: str | Path, width: int, height: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def build_vae(channels: Sequence[int]):
+def build_vae(channels: Sequence[int], latent_channels: int = 4):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -70,7 +74,7 @@ def build_vae(channels: Sequence[int]):
         up_block_types=("UpDecoderBlock2D",) * len(channels),
         block_out_channels=tuple(channels),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=16,
         sample_size=64,
     )
@@ -115,14 +119,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     output = Path(args.output_dir)
     images = load_images(args.train_data_dir, args.width, args.height)
     print(f"{len(images)} training images ({len(images) // 3} frames x rgb/depth/normal) at {args.width}x{args.height}")
-    vae = build_vae(args.vae_channels)
+    vae = build_vae(args.vae_channels, args.latent_channels)
     started = time.perf_counter()
     losses = train_vae(vae, images, args)
     vae.eval()
     shuffled = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))]
     vae.register_to_config(scaling_factor=latent_scale(vae, shuffled))
     vae.save_pretrained(output / "vae")
-    tiny_unet(tuple(args.unet_channels)).save_pretrained(output / "unet")
+    unet = tiny_unet(tuple(args.unet_channels), cross_attention_blocks=args.unet_attention_blocks,
+                     latent_channels=args.latent_channels, first_attention_level=args.unet_first_attention_level)
+    unet.save_pretrained(output / "unet")
     tiny_clip_vision().save_pretrained(output / "image_encoder")
     record = {"args": vars(args), "losses_every_100": losses, "seconds": time.perf_counter() - started}
     (output / "vae_training.json").write_text(json.dumps(record, indent=1))
