@@ -47,7 +47,7 @@ from dreamdance_core.pose import PoseSequence, RenderStyle, render_poses
 from dreamdance_core.synthetic import render_sample, video_seeds
 
 HELD_OUT_SEED = 90_210
-DEFAULT_TRAIN_SEED, DEFAULT_TRAIN_VIDEOS = 0, 256
+DEFAULT_TRAIN_SEED, DEFAULT_TRAIN_VIDEOS = 0, 800  # the shipped demo's training set (dreamdance_core/demo)
 GEOMETRY_METRICS = ("depth AbsRel ↓", "normal error (°) ↓", "silhouette IoU ↑")
 VIDEO_METRICS = ("PSNR (dB) ↑", "SSIM ↑")
 METRICS = GEOMETRY_METRICS + VIDEO_METRICS
@@ -330,6 +330,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample-seed", type=int, default=0, help="noise seed of the samplers")
     parser.add_argument("--train-seed", type=int, default=DEFAULT_TRAIN_SEED, help="training set's master seed")
     parser.add_argument("--train-videos", type=int, default=DEFAULT_TRAIN_VIDEOS, help="training set's video count")
+    parser.add_argument("--sheet", help="PNG file for a contact sheet of the first held-out clip: reference, pose, then "
+                        "Stage 1's RGB / normal / depth each above the ground truth")
+    parser.add_argument("--record", help="JSON file to store the results and margins in (key 'benchmark'; other keys "
+                        "kept), e.g. a demo checkpoint's demo.json")  # fmt: skip
     args = parser.parse_args(argv)
     if args.tiny and (args.stage1 or args.stage2):
         parser.error("--tiny runs the tiny random models; leave out --stage1/--stage2, or drop --tiny")
@@ -368,7 +372,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Scores]:
     if model_margins:
         print("\nmargin over the best baseline (errors and IoU/SSIM: relative; PSNR: dB; positive = better)\n")
         print(format_table(model_margins))
+    if args.record:
+        write_record(args.record, args, results, model_margins)
+    if args.sheet and geometry is not None:
+        write_sheet(args.sheet, cases[0], run_stage1(geometry, cases[0], settings))
     return results
+
+
+def write_sheet(path: str, case: Case, output) -> None:
+    """Contact sheet of one case: reference, pose, then predicted / true RGB, normal and depth rows."""
+    from dreamdance_core.media import contact_sheet, save_image, to_uint8
+
+    rows = [case.reference, case.poses, output.rgb, case.rgb, output.normal, case.normal, output.depth, case.depth_image]
+    save_image(contact_sheet([to_uint8(row.float().cpu()) for row in rows]), path)
+    print(f"wrote {path} (rows: reference, pose, then Stage 1 above the ground truth for RGB, normal, depth)")
+
+
+def write_record(path: str, args: argparse.Namespace, results: dict[str, Scores], model_margins: dict[str, Scores]):
+    """Merge ``{"benchmark": {settings, results, margins}}`` into the JSON file at ``path`` (created if missing)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    settings = {k: getattr(args, k) for k in ("cases", "frames", "width", "height", "steps", "cfg", "seed", "sample_seed")}
+    record["benchmark"] = {"settings": settings, "results": results, "margins": model_margins}
+    path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    print(f"\nrecorded in {path}")
 
 
 if __name__ == "__main__":

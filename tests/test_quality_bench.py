@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import re
 
 import pytest
@@ -84,3 +85,16 @@ def test_options_that_conflict_are_refused():
         quality.parse_args(["--tiny", "--stage1", "somewhere"])
     with pytest.raises(SystemExit):
         quality.parse_args([])
+
+
+def test_record_merges_results_and_margins_into_a_json_file(tmp_path):
+    path = tmp_path / "demo.json"
+    path.write_text('{"width": 64}')
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = quality.main([*ARGS, "--record", str(path)])
+    record = json.loads(path.read_text())
+    assert record["width"] == 64  # other keys kept
+    assert record["benchmark"]["results"] == results
+    assert record["benchmark"]["margins"] == quality.margins(results)
+    assert record["benchmark"]["margins"]["Stage 1"].keys() == set(quality.GEOMETRY_METRICS)
+    assert record["benchmark"]["settings"]["cases"] == 1 and record["benchmark"]["settings"]["seed"] == 7
