@@ -6,8 +6,9 @@
 
 Reference image + skeleton poses (POSE_KEYPOINT / OpenPose JSON, or the built-in sample dance) -> Stage 1: per-frame
 depth, normal and low-res RGB -> Stage 2: the video. Writes PNG frames, an animated WebP and a side-by-side contact
-sheet. Without weights it runs tiny randomly initialised models of the real architecture and says so: the pipeline
-runs end to end, the images are noise.
+sheet. Without weights Stage 1 runs the shipped demo checkpoint (:mod:`dreamdance_core.demo`: a small model trained on
+synthetic mannequins) and Stage 2 a tiny randomly initialised model of the real architecture (no Stage-2 demo
+checkpoint exists yet), and it says so.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument("--reference", type=Path, help="reference image (default: a synthetic mannequin)")
     source.add_argument("--pose", type=Path, help="POSE_KEYPOINT or OpenPose JSON file (default: built-in sample dance)")
     source.add_argument("--frames", type=int, default=8, help="frames of the built-in dance (default 8)")
-    weights = parser.add_argument_group("weights (none given: a tiny random model)")
+    weights = parser.add_argument_group("weights (none given: the shipped demo checkpoint, else a tiny random model)")
     weights.add_argument("--stage1", type=Path, help="DreamDance Stage-1 weights folder (from train/stage1.py)")
     weights.add_argument("--base", type=Path, help="SD1.5 diffusers folder or single-file .safetensors")
     weights.add_argument("--image-encoder", type=Path, help="CLIP vision folder or .safetensors")
@@ -35,11 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     weights.add_argument("--svd", type=Path, help="SVD img2vid 1.1 single-file .safetensors or diffusers folder")
     weights.add_argument("--geometry-only", action="store_true", help="stop after Stage 1")
     sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--width", type=int, help="width, multiple of 8 (default 256; 64 for the tiny model)")
-    sampling.add_argument("--height", type=int, help="height, multiple of 8 (default 384; 96 for the tiny model)")
-    sampling.add_argument("--steps", type=int, help="denoising steps (default 25; 8 for the tiny random model)")
-    sampling.add_argument("--cfg", type=float, nargs=3, default=(3.5, 2.5, 3.5), metavar=("RGB", "NORMAL", "DEPTH"),
-                          help="guidance per domain, ordinary CFG convention (paper's s = cfg - 1)")
+    sampling.add_argument("--width", type=int, help="width, multiple of 8 (default 256; the demo/tiny model: 64)")
+    sampling.add_argument("--height", type=int, help="height, multiple of 8 (default 384; the demo/tiny model: 96)")
+    sampling.add_argument("--steps", type=int, help="denoising steps (default 25; the demo: its demo.json; tiny random: 8)")
+    sampling.add_argument("--cfg", type=float, nargs=3, metavar=("RGB", "NORMAL", "DEPTH"),
+                          help="guidance per domain, ordinary CFG convention (paper's s = cfg - 1); default 3.5 2.5 "
+                          "3.5, the demo: its demo.json")
     sampling.add_argument("--window", type=int, default=16, help="frames per window for long sequences")
     sampling.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows")
     sampling.add_argument("--weighting", choices=["flat", "pyramid"], default="flat")
@@ -105,28 +107,49 @@ def _progress(description: str):
         yield callback
 
 
+def _stage1_source(args) -> str:
+    """``"weights"`` (given), ``"demo"`` (the shipped demo checkpoint) or ``"random"`` (tiny random model)."""
+    from .demo import stage1_demo
+
+    if args.stage1 is not None or args.base is not None:
+        return "weights"
+    return "demo" if stage1_demo() is not None else "random"
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from .demo import stage1_demo
     from .loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
     from .media import colorize_depth, contact_sheet, fit_images, from_uint8, save_frames, save_image, save_video, to_uint8
     from .sampling.stage1 import sample_geometry
     from .sampling.windows import WindowOptions
 
-    random_model = args.stage1 is None and args.base is None
-    args.steps = args.steps or (8 if random_model else 25)
-    args.video_steps = args.video_steps or (8 if random_model else 25)
-    width = args.width or (64 if random_model else 256)
-    height = args.height or (96 if random_model else 384)
-    if random_model:
+    source = _stage1_source(args)
+    random_video = args.stage2 is None and source != "weights"
+    demo = stage1_demo() if source == "demo" else None
+    small = source != "weights"
+    args.steps = args.steps or (demo.steps if demo else 8 if source == "random" else 25)
+    args.video_steps = args.video_steps or (8 if random_video else 25)
+    args.cfg = args.cfg or (demo.guidance if demo else (3.5, 2.5, 3.5))
+    width = args.width or (demo.width if demo else 64 if small else 256)
+    height = args.height or (demo.height if demo else 96 if small else 384)
+    if source == "random":
         print(
-            "NOTE: no weights given, so this runs TINY RANDOMLY INITIALISED models of the real architecture.\n"
-            "      The pipeline runs end to end, but its depth/normal/RGB maps and video frames are noise.\n"
+            "NOTE: no weights given and no demo checkpoint in this copy, so this runs TINY RANDOMLY INITIALISED\n"
+            "      models of the real architecture. The pipeline runs end to end, but its maps and frames are noise.\n"
             "      Pass --stage1/--base/--image-encoder and --stage2/--svd for real weights (see README)."
         )
         geometry = tiny_geometry_pipeline(args.seed)
+    elif source == "demo":
+        print(f"Stage 1: the shipped demo checkpoint ({demo.path}): a small model trained on synthetic mannequins at "
+              f"{demo.width}x{demo.height}. Pass --stage1/--base/--image-encoder for real weights.")  # fmt: skip
+        geometry = load_geometry_pipeline(demo.path)
     else:
         geometry = load_geometry_pipeline(args.stage1, args.base, args.image_encoder)
+    if random_video and not args.geometry_only:
+        print("NOTE: Stage 2 runs a TINY RANDOMLY INITIALISED video model (no Stage-2 demo checkpoint exists yet):\n"
+              "      its video frames are noise. Pass --stage2 (and --svd) for real weights, or --geometry-only.")
     geometry.to(device=args.device)
 
     pose_frames = _poses(args, width, height)  # uint8 [F, H, W, 3]
@@ -149,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     rows = {"pose": pose_frames, "rgb": to_uint8(result.rgb), "normal": to_uint8(result.normal),
             "depth": to_uint8(result.depth)}  # fmt: skip
     if not args.geometry_only:
-        rows["video"] = _animate(args, random_model, reference, from_uint8(pose_frames), result, windows)
+        rows["video"] = _animate(args, random_video, reference, from_uint8(pose_frames), result, windows)
         save_video(rows["video"], out / "video.webp", fps=args.fps)
     for name, frames in rows.items():
         save_frames(frames, out / name)
@@ -158,25 +181,26 @@ def run(args: argparse.Namespace) -> int:
     save_image(contact_sheet(sheet_rows), out / "sheet.png")
     print(f"wrote {out}/{{{','.join(rows)}}}/*.png, {out}/sheet.png (rows: reference, {', '.join(rows)}, depth "
           f"colour-mapped){'' if args.geometry_only else f' and the video {out}/video.webp'}")
-    if random_model:
-        print("reminder: random weights - the images show the plumbing works, not what DreamDance produces.")
+    if source == "random" or (random_video and not args.geometry_only):
+        print(f"reminder: {'every model' if source == 'random' else 'Stage 2'} ran with random weights - those "
+              "images show the plumbing works, not what DreamDance produces.")
     return 0
 
 
-def _animate(args, random_model: bool, reference, poses, geometry, windows):
+def _animate(args, random_video: bool, reference, poses, geometry, windows):
     """Stage 2: reference + pose / depth / normal maps -> video frames ``uint8 [F, H, W, 3]``."""
     from .loading.stage2 import load_video_pipeline, tiny_video_pipeline
     from .media import fit_images, to_uint8
     from .sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
 
-    if random_model:
+    if random_video:
         video = tiny_video_pipeline(args.seed)
     elif args.stage2 is None:
         raise ValueError("Stage 2 needs --stage2 (DreamDance Stage-2 weights); or pass --geometry-only")
     else:
         video = load_video_pipeline(args.stage2, args.svd)
     video.to(device=args.device)
-    scale = 1 if random_model else 2
+    scale = 1 if random_video else 2
     width = args.video_width or scale * reference.shape[-1]
     height = args.video_height or scale * reference.shape[-2]
     maps = {"pose": poses, "depth": geometry.depth, "normal": geometry.normal}

@@ -58,6 +58,7 @@ def progress_callback(total: int):
 DREAMDANCE_FOLDER = "dreamdance"
 NONE = "(none)"
 TINY_DEMO = "(tiny random demo)"
+DEMO = "(demo: synthetic mannequins)"
 
 
 def register_model_folder() -> None:

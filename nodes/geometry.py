@@ -5,7 +5,7 @@ Each node reads its inputs, converts them (``_common``), calls one core function
 
 from __future__ import annotations
 
-from ._common import NONE, TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
+from ._common import DEMO, NONE, TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
 
 GEOMETRY_MODEL = "DREAMDANCE_GEOMETRY_MODEL"
 WINDOWS = "DREAMDANCE_WINDOWS"
@@ -18,9 +18,21 @@ PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _stage1_choices() -> list[str]:
+    """Weights in models/dreamdance first (the default when there are any), then the shipped demo, then tiny random."""
+    from ..dreamdance_core.demo import stage1_demo
     from ._common import weight_folders
 
-    return [*weight_folders(STAGE1_MARKER), TINY_DEMO]
+    return [*weight_folders(STAGE1_MARKER), *([DEMO] if stage1_demo() else []), TINY_DEMO]
+
+
+def _demo_folder():
+    from ..dreamdance_core.demo import STAGE1_DIR, stage1_demo
+
+    demo = stage1_demo()
+    if demo is None:
+        raise FileNotFoundError(f"the demo checkpoint is missing from this copy of the pack ({STAGE1_DIR}): "
+                                "reinstall the pack, or choose other weights")  # fmt: skip
+    return demo.path
 
 
 class DreamDanceGeometryModelLoader:
@@ -37,8 +49,11 @@ class DreamDanceGeometryModelLoader:
         return {
             "required": {
                 "stage1_weights": (_stage1_choices(), {"tooltip": "DreamDance Stage-1 weights folder in "
-                                   "models/dreamdance. '(tiny random demo)' builds a tiny untrained model: it runs "
-                                   "the whole graph in seconds, but its maps are noise."}),
+                                   f"models/dreamdance. '{DEMO}' is the small model shipped with the pack, trained on "
+                                   "synthetic mannequins at 64x96 (sample at that size; it carries its own VAE and "
+                                   "image encoder, so base_checkpoint and clip_vision are not used). "
+                                   f"'{TINY_DEMO}' builds a tiny untrained model: it runs the whole graph in "
+                                   "seconds, but its maps are noise."}),
                 "base_checkpoint": (choices("checkpoints"), {"tooltip": "SD1.5 checkpoint (models/checkpoints) "
                                     "supplying the VAE, and the UNets when the weights folder lacks them."}),
                 "clip_vision": (choices("clip_vision"), {"tooltip": "CLIP image encoder for the reference image "
@@ -56,15 +71,18 @@ class DreamDanceGeometryModelLoader:
         from ..dreamdance_core.loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
         from ._common import resolve_weight_folder
 
+        dtype = getattr(torch, PRECISIONS[precision])
         if stage1_weights == TINY_DEMO:
             pipeline = tiny_geometry_pipeline()
+        elif stage1_weights == DEMO:
+            pipeline = load_geometry_pipeline(_demo_folder(), dtype=dtype)
         else:
             folder = resolve_weight_folder(stage1_weights, "DreamDance Stage-1 weights", HOW_TO_GET_STAGE1)
             pipeline = load_geometry_pipeline(
                 folder,
                 model_file("checkpoints", base_checkpoint),
                 model_file("clip_vision", clip_vision),
-                dtype=getattr(torch, PRECISIONS[precision]),
+                dtype=dtype,
             )
         pipeline.keep_loaded = keep_loaded
         return (pipeline,)

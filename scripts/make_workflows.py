@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO_ROOT))  # a script run from anywhere: the harness an
 import numpy as np  # noqa: E402
 
 from dreamdance_core.dataset import depth_to_unit  # noqa: E402
+from dreamdance_core.demo import stage1_demo  # noqa: E402
 from dreamdance_core.pose import PoseSequence, render_poses, sample_dance, to_pose_keypoint  # noqa: E402
 from dreamdance_core.synthetic.generate import render_sample  # noqa: E402
 from tests.comfyui.harness import ComfyInstall, ComfyServer, ServerDirs  # noqa: E402
@@ -37,14 +38,19 @@ IMAGE_NODE = (240, 400)  # Load Image nodes are sized up front: the preview that
 MANNEQUIN = (1, 2, 3)  # character, motion and scene seeds of the synthetic example person
 THUMBNAIL_SIZE = (480, 320)
 THUMBNAIL_MAX_BYTES = 60_000
-STAGE1 = {"width": 256, "height": 384, "steps": 25}  # the paper's Stage-1 resolution (width x height)
+# Stage 1 as the shipped demo checkpoint samples (dreamdance_core/demo/stage1/demo.json); real weights: 256x384, 25 steps
+DEMO_STAGE1 = stage1_demo()
+STAGE1 = {"width": DEMO_STAGE1.width, "height": DEMO_STAGE1.height, "steps": DEMO_STAGE1.steps,
+          **dict(zip(("cfg_rgb", "cfg_normal", "cfg_depth"), DEMO_STAGE1.guidance))}  # fmt: skip
 
 REFERENCE_NOTE = (
     "Load Image: pick a photo of the person to animate (whole body, facing the camera, plain background); "
     f"'{REFERENCE_IMAGE}' is only a placeholder name.\n\n"
-    "Geometry model: '(tiny random demo)' runs without any weights but draws noise. For real maps put DreamDance "
-    "Stage-1 weights (trained with train/stage1.py) into ComfyUI/models/dreamdance/, an SD1.5 checkpoint into "
-    "models/checkpoints and a CLIP image encoder into models/clip_vision, then choose them in the loader."
+    "Geometry model: '(demo: synthetic mannequins)' is the small model shipped with the pack, trained on synthetic "
+    "mannequins at 64x96, so this graph samples at that size: it draws real maps for mannequin-like references. For "
+    "real maps put DreamDance Stage-1 weights (trained with train/stage1.py) into ComfyUI/models/dreamdance/, an SD1.5 "
+    "checkpoint into models/checkpoints and a CLIP image encoder into models/clip_vision, choose them in the loader "
+    "and set width x height to 256x384 (the paper's Stage-1 size) and 25 steps."
 )
 
 
@@ -137,7 +143,7 @@ def geometry_only() -> Workflow:
             note("note", 0, REFERENCE_NOTE),
             Node("image", "LoadImage", 0, {"image": REFERENCE_IMAGE}, title="Reference image", size=IMAGE_NODE),
             Node("pose", "DreamDanceSamplePose", 1, {"num_frames": 16, "width": 256, "height": 384}),
-            Node("loader", "DreamDanceGeometryModelLoader", 1, {"stage1_weights": "(tiny random demo)"}),
+            Node("loader", "DreamDanceGeometryModelLoader", 1, {"stage1_weights": "(demo: synthetic mannequins)"}),
             Node("geometry", "DreamDancePoseToGeometry", 2, {**STAGE1, "seed": 0, "control_after_generate": "fixed"}),
             Node("preview", "DreamDanceGeometryPreview", 3, size=(400, 300)),
             Node("save_depth", "SaveImage", 2, {"filename_prefix": "dreamdance/depth"}, title="Save depth"),
@@ -197,9 +203,10 @@ def pose_editing() -> Workflow:
 STAGE2 = {"width": 512, "height": 768, "steps": 25}  # the paper's Stage-2 resolution
 VIDEO_FPS = 7.0  # SVD's frame-rate conditioning default (DreamDance Animate's fps input)
 VIDEO_NOTE = (
-    "\n\nVideo model: '(tiny random demo)' needs no weights (its frames are noise). For real videos put DreamDance "
-    "Stage-2 weights (train/stage2.py) into models/dreamdance/ and SVD img2vid 1.1 (svd_xt_1_1.safetensors) into "
-    "models/checkpoints. Stage 2 runs at 512x768; the 256x384 geometry maps are resized to it."
+    "\n\nVideo model: '(tiny random demo)' needs no weights (its frames are noise: no Stage-2 demo checkpoint exists "
+    "yet). For real videos put DreamDance Stage-2 weights (train/stage2.py) into models/dreamdance/ and SVD img2vid "
+    "1.1 (svd_xt_1_1.safetensors) into models/checkpoints. Stage 2 runs at 512x768; the geometry maps are resized "
+    "to it."
 )
 
 
@@ -210,7 +217,7 @@ def animation(name: str, description: str, num_frames: int, windows: bool, note_
         Node("image", "LoadImage", 0, {"image": REFERENCE_IMAGE}, title="Reference image", size=IMAGE_NODE),
         Node("pose", "DreamDanceSamplePose", 1, {"num_frames": num_frames, "width": 512, "height": 768}),
         Node("render", "DreamDanceRenderPose", 1, {"width": 512, "height": 768}),
-        Node("geometry_loader", "DreamDanceGeometryModelLoader", 2, {"stage1_weights": "(tiny random demo)"}),
+        Node("geometry_loader", "DreamDanceGeometryModelLoader", 2, {"stage1_weights": "(demo: synthetic mannequins)"}),
         Node("video_loader", "DreamDanceVideoModelLoader", 2, {"stage2_weights": "(tiny random demo)"}),
         Node("geometry", "DreamDancePoseToGeometry", 3, {**STAGE1, "seed": 0, "control_after_generate": "fixed"}),
         Node("animate", "DreamDanceAnimate", 4, {**STAGE2, "seed": 0, "control_after_generate": "fixed"}),

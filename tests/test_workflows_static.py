@@ -22,6 +22,7 @@ CORE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "SaveAnimatedWEBP", "Ima
               "Reroute"}
 THUMBNAIL_MAX_BYTES = 60_000
 TINY_DEMO = "(tiny random demo)"
+DEMO = "(demo: synthetic mannequins)"
 
 
 def _workflow(path: Path) -> dict:
@@ -70,14 +71,21 @@ def test_only_pack_and_core_nodes(path: Path, pack_node_ids: set[str]):
 
 
 @workflow_paths
-def test_shipped_defaults_run_out_of_the_box_at_the_papers_sizes(path: Path):
+def test_shipped_defaults_run_out_of_the_box(path: Path):
+    """A fresh install has no weights: Stage 1 runs the shipped demo checkpoint at the size and settings it was
+    trained and benchmarked at; Stage 2 (no demo checkpoint yet) the tiny random model at the paper's size."""
+    from dreamdance_core.demo import stage1_demo
+
+    demo = stage1_demo()
     workflow = _workflow(path)
-    for loader_type in ("DreamDanceGeometryModelLoader", "DreamDanceVideoModelLoader"):
+    for loader_type, choice in (("DreamDanceGeometryModelLoader", DEMO), ("DreamDanceVideoModelLoader", TINY_DEMO)):
         for loader in _nodes_of(workflow, loader_type):
-            assert loader["widgets_values"][0] == TINY_DEMO  # a fresh install has no weights
-    for sampler, size in (("DreamDancePoseToGeometry", [256, 384]), ("DreamDanceAnimate", [512, 768])):
-        for node in _nodes_of(workflow, sampler):
-            assert node["widgets_values"][:3] == [*size, 25]  # width, height, steps
+            assert loader["widgets_values"][0] == choice
+    for node in _nodes_of(workflow, "DreamDancePoseToGeometry"):  # width, height, steps, seed, control, cfg x3
+        values = node["widgets_values"]
+        assert values[:3] == [demo.width, demo.height, demo.steps] and tuple(values[5:8]) == demo.guidance
+    for node in _nodes_of(workflow, "DreamDanceAnimate"):
+        assert node["widgets_values"][:3] == [512, 768, 25]
     if _nodes_of(workflow, "LoadImage"):  # a placeholder image name: a note must say to load one's own
         notes = [node["widgets_values"][0] for node in _nodes_of(workflow, "Note")]
         assert any("Load Image" in text for text in notes)
