@@ -104,7 +104,7 @@ def test_steps_write_loadable_weights_and_validation_images(three_steps):
 
     for step, weights in three_steps.items():
         model = GeometryDiffusionModel.from_pretrained(weights)  # strict: every key of every component
-        assert sorted(p.name for p in weights.iterdir()) == sorted(GeometryDiffusionModel.COMPONENTS)
+        assert sorted(p.name for p in weights.iterdir()) == sorted([*GeometryDiffusionModel.COMPONENTS, "scheduler"])
         image = cv2.imread(str(weights.parent / "validation" / "step-000002.png"))
         # rows: pose, rgb, normal, depth + ground truth rgb, normal, depth; columns: the 2 validation frames
         assert image is not None and image.shape[:2] == (7 * 48, 2 * 32)
