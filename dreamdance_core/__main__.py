@@ -107,15 +107,6 @@ def _progress(description: str):
         yield callback
 
 
-def _stage1_source(args) -> str:
-    """``"weights"`` (given), ``"demo"`` (the shipped demo checkpoint) or ``"random"`` (tiny random model)."""
-    from .demo import stage1_demo
-
-    if args.stage1 is not None or args.base is not None:
-        return "weights"
-    return "demo" if stage1_demo() is not None else "random"
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -125,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
     from .sampling.stage1 import sample_geometry
     from .sampling.windows import WindowOptions
 
-    source = _stage1_source(args)
+    # Stage 1 from: the weights given, else the shipped demo checkpoint, else a tiny random model
+    demo = stage1_demo() if args.stage1 is None and args.base is None else None
+    source = "demo" if demo else "weights" if args.stage1 is not None or args.base is not None else "random"
     random_video = args.stage2 is None and source != "weights"
-    demo = stage1_demo() if source == "demo" else None
     small = source != "weights"
     args.steps = args.steps or (demo.steps if demo else 8 if source == "random" else 25)
     args.video_steps = args.video_steps or (8 if random_video else 25)
