@@ -3,7 +3,7 @@
 Prints one markdown table: a row per method, a column per metric (:mod:`dreamdance_core.metrics`):
 
 * Stage 1 (geometry): depth AbsRel after a per-frame scale-and-shift fit (lower is better), normal mean angular
-  error in degrees (lower), silhouette IoU of the depth image's foreground against the true mask (higher).
+  error in degrees (lower), silhouette IoU of the normal image's foreground against the true mask (higher).
 * Stage 2 (video): PSNR and SSIM of the frames against the exact render (higher). LPIPS is not reported: no package
   in the registries ships its backbone weights (they download from the internet at first use).
 
@@ -41,7 +41,7 @@ import torch
 from dreamdance_core.geometry import depth_to_image
 from dreamdance_core.media import from_uint8
 from dreamdance_core.metrics import (
-    depth_abs_rel, depth_foreground, normal_angular_error, psnr, silhouette_iou, ssim,
+    depth_abs_rel, normal_angular_error, normal_foreground, psnr, silhouette_iou, ssim,
 )  # fmt: skip
 from dreamdance_core.pose import PoseSequence, RenderStyle, render_poses
 from dreamdance_core.synthetic import render_sample, video_seeds
@@ -142,7 +142,7 @@ def geometry_scores(depth_image: torch.Tensor, normal_image: torch.Tensor, case:
     return {
         GEOMETRY_METRICS[0]: depth_abs_rel(depth_image.mean(1), case.depth, case.mask),
         GEOMETRY_METRICS[1]: normal_angular_error(normal_image, case.normal, case.mask),
-        GEOMETRY_METRICS[2]: silhouette_iou(depth_foreground(depth_image), case.mask),
+        GEOMETRY_METRICS[2]: silhouette_iou(normal_foreground(normal_image), case.mask),
     }
 
 

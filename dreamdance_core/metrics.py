@@ -9,8 +9,11 @@ Inputs are torch tensors; every metric is computed per frame and averaged over t
   any prediction that is an exact affine function of the true depth, and is dimensionless.
 * **Normals** - :func:`normal_angular_error`: mean angle in degrees between predicted and true unit normals over the
   ground-truth foreground. A predicted vector shorter than ``eps`` (a "background" normal) counts as 90 degrees.
-* **Silhouette** - :func:`silhouette_iou`: intersection over union of two masks; :func:`depth_foreground` takes the
-  predicted mask from a depth image (relative depth above :data:`DEPTH_FOREGROUND_THRESHOLD`).
+* **Silhouette** - :func:`silhouette_iou`: intersection over union of two masks; :func:`normal_foreground` takes the
+  predicted mask from a normal image (vectors longer than :data:`NORMAL_FOREGROUND_THRESHOLD`). The normal image is
+  the one map whose background value (the zero vector) no foreground pixel shares: the depth image gives the farthest
+  body point of each frame the background's value, so a mask read from it is not exact even for the ground truth,
+  and any speckle of a decoded background counts as body.
 * **Images** - :func:`psnr` and :func:`ssim` on images in 0..1 (data range 1). SSIM is Wang et al. 2004 with an
   11x11 Gaussian window (sigma 1.5), ``K1 = 0.01``, ``K2 = 0.03``, per channel over the valid region (no padding),
   averaged over channels and pixels.
@@ -21,12 +24,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .geometry import image_to_depth, image_to_normal
+from .geometry import image_to_normal
 
-# Relative depth (0..1, 1 = nearest, background 0) above which a depth-image pixel counts as foreground. The farthest
-# foreground point of a frame is exactly 0 in the depth-image convention, so a low threshold keeps all but the last
-# 2 % of the depth range.
-DEPTH_FOREGROUND_THRESHOLD = 0.02
+# Length above which a normal-image vector counts as foreground: halfway between the background (the zero vector) and
+# the body (unit normals).
+NORMAL_FOREGROUND_THRESHOLD = 0.5
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
@@ -92,9 +94,10 @@ def normal_angular_error(prediction: torch.Tensor, normal: torch.Tensor, mask: t
     return float(torch.stack([a[m].mean() for a, m in zip(angles, mask)]).mean())
 
 
-def depth_foreground(depth_image: torch.Tensor, threshold: float = DEPTH_FOREGROUND_THRESHOLD) -> torch.Tensor:
-    """Foreground mask ``[F, H, W]`` of a depth image ``[F, 3, H, W]`` in -1..1: relative depth above ``threshold``."""
-    return image_to_depth(depth_image) > threshold
+def normal_foreground(normal_image: torch.Tensor, threshold: float = NORMAL_FOREGROUND_THRESHOLD) -> torch.Tensor:
+    """Foreground mask ``[F, H, W]`` of a normal image ``[F, 3, H, W]`` in -1..1: vectors longer than ``threshold``."""
+    _check_frames("normal image", normal_image, 4)
+    return normal_image.norm(dim=1) > threshold
 
 
 def silhouette_iou(prediction: torch.Tensor, mask: torch.Tensor) -> float:

@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from dreamdance_core.geometry import depth_to_image
+from dreamdance_core.geometry import depth_to_image, image_to_depth, normal_to_image
 from dreamdance_core.metrics import (
-    DEPTH_FOREGROUND_THRESHOLD, MetricInputError, depth_abs_rel, depth_foreground, normal_angular_error, psnr,
+    NORMAL_FOREGROUND_THRESHOLD, MetricInputError, depth_abs_rel, normal_angular_error, normal_foreground, psnr,
     silhouette_iou, ssim,
 )  # fmt: skip
+from dreamdance_core.synthetic import render_sample
 
 
 def _scene(frames: int = 2, height: int = 24, width: int = 16):
@@ -84,10 +85,21 @@ def test_iou_of_half_overlapping_squares_is_one_third():
     assert silhouette_iou(a, ~a) == 0.0
 
 
-def test_depth_foreground_thresholds_the_relative_depth():
-    relative = torch.tensor([0.0, DEPTH_FOREGROUND_THRESHOLD / 2, 2 * DEPTH_FOREGROUND_THRESHOLD, 0.5, 1.0])
-    image = (2 * relative - 1).view(1, 1, 1, -1).expand(1, 3, 1, -1)
-    assert depth_foreground(image).tolist() == [[[False, False, True, True, True]]]
+def test_normal_foreground_thresholds_the_vector_length():
+    lengths = torch.tensor([0.0, NORMAL_FOREGROUND_THRESHOLD / 2, 2 * NORMAL_FOREGROUND_THRESHOLD, 1.0])
+    direction = torch.tensor([0.6, 0.0, -0.8]).view(1, 3, 1, 1)  # unit length
+    image = direction * lengths.view(1, 1, 1, -1)
+    assert normal_foreground(image).tolist() == [[[False, False, True, True]]]
+
+
+def test_a_rendered_normal_map_gives_the_exact_silhouette_where_a_depth_map_cannot():
+    sample = render_sample(11, 12, 13, num_frames=2, width=32, height=48)
+    normal = torch.from_numpy(sample.clip.normal).permute(0, 3, 1, 2)
+    mask = torch.from_numpy(sample.clip.mask)
+    assert silhouette_iou(normal_foreground(normal_to_image(normal)), mask) == 1.0
+    # the depth image gives each frame's farthest body point the background's value
+    depth_image = depth_to_image(torch.from_numpy(sample.clip.depth), mask)
+    assert silhouette_iou(image_to_depth(depth_image) > 0, mask) < 1.0
 
 
 # --- images -----------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 
 from bench import quality
 from dreamdance_core.geometry import depth_to_image
-from dreamdance_core.metrics import depth_abs_rel, depth_foreground, normal_angular_error, psnr, silhouette_iou, ssim
+from dreamdance_core.metrics import depth_abs_rel, normal_angular_error, normal_foreground, psnr, silhouette_iou, ssim
 from dreamdance_core.synthetic import render_sample, video_seeds
 
 ARGS = ["--tiny", "--width", "32", "--height", "48", "--steps", "1", "--video-steps", "1", "--seed", "7"]
@@ -69,7 +69,7 @@ def test_baseline_figures_equal_the_metrics_computed_directly(run):
     row = results["reference repeated"]
     assert row["depth AbsRel ↓"] == pytest.approx(depth_abs_rel(ref_depth[:, 0], depth, mask), rel=1e-6)
     assert row["normal error (°) ↓"] == pytest.approx(normal_angular_error(ref_normal, normal, mask), rel=1e-6)
-    assert row["silhouette IoU ↑"] == pytest.approx(silhouette_iou(depth_foreground(ref_depth), mask), rel=1e-6)
+    assert row["silhouette IoU ↑"] == pytest.approx(silhouette_iou(normal_foreground(ref_normal), mask), rel=1e-6)
     assert row["PSNR (dB) ↑"] == pytest.approx(psnr(ref_rgb, rgb), rel=1e-5)
     assert row["SSIM ↑"] == pytest.approx(ssim(ref_rgb, rgb), rel=1e-5)
 
