@@ -24,13 +24,7 @@ def tiny_unet(
     one level down keeps attention off the full latent resolution (much cheaper on a CPU)."""
     from diffusers import UNet2DConditionModel
 
-    levels = len(block_out_channels)
-    if not 0 <= first_attention_level <= levels - cross_attention_blocks:
-        raise ValueError(f"{cross_attention_blocks} attention blocks from level {first_attention_level} do not fit in "
-                         f"{levels} levels")  # fmt: skip
-    attention = [first_attention_level <= i < first_attention_level + cross_attention_blocks for i in range(levels)]
-    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention)
-    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
+    down, up = _block_types(len(block_out_channels), cross_attention_blocks, first_attention_level, "2D")
     return UNet2DConditionModel(
         sample_size=8,
         in_channels=latent_channels,
@@ -43,6 +37,18 @@ def tiny_unet(
         attention_head_dim=4,
         norm_num_groups=16,
     ).eval()
+
+
+def _block_types(levels: int, attention_blocks: int, first_attention_level: int, kind: str):
+    """(down, up) diffusers block type names: ``attention_blocks`` cross-attention levels from
+    ``first_attention_level``, plain levels elsewhere, mirrored up; ``kind`` "2D" (SD) or "SpatioTemporal" (SVD)."""
+    if not 0 <= first_attention_level <= levels - attention_blocks:
+        raise ValueError(f"{attention_blocks} attention blocks from level {first_attention_level} do not fit in "
+                         f"{levels} levels")  # fmt: skip
+    attention = [first_attention_level <= i < first_attention_level + attention_blocks for i in range(levels)]
+    down = tuple(f"CrossAttnDownBlock{kind}" if a else f"DownBlock{kind}" for a in attention)
+    up = tuple(f"CrossAttnUpBlock{kind}" if a else f"UpBlock{kind}" for a in reversed(attention))
+    return down, up
 
 
 def tiny_vae():
@@ -121,16 +127,44 @@ def tiny_svd_unet(seed: int = 0):
     return ControlledSVDUNet(**TINY_SVD_UNET).eval()
 
 
-def tiny_svd_vae(seed: int = 1):
-    """Tiny ``AutoencoderKLTemporalDecoder`` with an identity ``quant_conv`` (as in SVD, which has none)."""
+def small_svd_unet(
+    block_out_channels: tuple[int, ...] = (32, 64),
+    cross_attention_blocks: int = 1,
+    first_attention_level: int = 0,
+    latent_channels: int = 4,
+    attention_head_dim: int = 16,
+):
+    """SVD-shaped UNet (spatio-temporal blocks, the reference latent concatenated to the input, CLIP cross-attention
+    at :data:`CROSS_ATTENTION_DIM`) with the attention layout of :func:`tiny_unet`."""
+    from .models.unet_svd import ControlledSVDUNet
+
+    down, up = _block_types(len(block_out_channels), cross_attention_blocks, first_attention_level, "SpatioTemporal")
+    return ControlledSVDUNet(**{
+        **TINY_SVD_UNET, "in_channels": 2 * latent_channels, "out_channels": latent_channels,
+        "down_block_types": down, "up_block_types": up, "block_out_channels": tuple(block_out_channels),
+        "num_attention_heads": tuple(max(1, c // attention_head_dim) for c in block_out_channels),
+    }).eval()  # fmt: skip
+
+
+def svd_vae(block_out_channels: tuple[int, ...] = (32, 64), latent_channels: int = 4, sample_size: int = 32):
+    """``AutoencoderKLTemporalDecoder`` (downscale ``2^(len(channels) - 1)``; channels multiples of 32, its group
+    norm's size) with an identity ``quant_conv``, as in SVD, which has none."""
     from diffusers import AutoencoderKLTemporalDecoder
 
-    torch.manual_seed(seed)
-    vae = AutoencoderKLTemporalDecoder(**TINY_SVD_VAE).eval()
+    vae = AutoencoderKLTemporalDecoder(
+        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels), block_out_channels=tuple(block_out_channels),
+        layers_per_block=1, latent_channels=latent_channels, sample_size=sample_size,
+    ).eval()  # fmt: skip
     with torch.no_grad():
         vae.quant_conv.weight.copy_(torch.eye(vae.quant_conv.weight.shape[0])[:, :, None, None])
         vae.quant_conv.bias.zero_()
     return vae
+
+
+def tiny_svd_vae(seed: int = 1):
+    """Tiny :func:`svd_vae` (2x downscale, 4 latent channels)."""
+    torch.manual_seed(seed)
+    return svd_vae(TINY_SVD_VAE["block_out_channels"], TINY_SVD_VAE["latent_channels"], TINY_SVD_VAE["sample_size"])
 
 
 def tiny_svd_components(seed: int = 0):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,52 @@ def test_paper_config(stage2):
     assert (args.learning_rate, args.max_train_steps, args.width, args.height, args.num_frames) == (2e-5, 50000, 512, 768, 16)
     with pytest.raises(ValueError, match="--pretrained_svd"):
         stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o"])
+
+
+def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path):
+    """train/vae.py --kind svd -> stage2.py --svd_pretraining (the UNet learns, the rest stays) -> Stage 2 proper."""
+    from dreamdance_core.loading.stage2 import load_video_pipeline
+    from dreamdance_core.loading.svd import load_svd_folder
+
+    base = tmp_path / "base"
+    command = [sys.executable, str(REPO / "train" / "vae.py"), "--kind", "svd", "--train_data_dir", str(dataset),
+               "--output_dir", str(base), "--width", "32", "--height", "48", "--clip_frames", "2", "--steps", "101",
+               "--batch_size", "2", "--vae_channels", "32", "32", "--unet_channels", "32", "32",
+               "--learning_rate", "2e-3"]  # fmt: skip
+    subprocess.run(command, check=True, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    record = json.loads((base / "vae_training.json").read_text())
+    first, last = record["losses_every_100"][0], record["losses_every_100"][-1]
+    assert last < 0.8 * first, f"the temporal VAE did not learn: L1 {first:.3f} -> {last:.3f}"
+    before = load_svd_folder(base)  # strict: a complete diffusers SVD folder
+    quant = before.vae.quant_conv
+    torch.testing.assert_close(quant.weight[..., 0, 0], torch.eye(quant.weight.shape[0]), rtol=0, atol=0)
+    assert list(before.unet.config.down_block_types) == ["CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"]
+    assert before.scheduler_config["prediction_type"] == "v_prediction"
+
+    pretrained = tmp_path / "pretrained"
+    run_stage2("--tiny", "false", "--svd_pretraining", "true", "--pretrained_svd", str(base), "--train_data_dir",
+               str(dataset), "--output_dir", str(pretrained), "--max_train_steps", "30", "--validation_steps", "30",
+               "--checkpointing_steps", "0", "--fixed_noise", "true", "--reference_dropout", "0",
+               "--learning_rate", "2e-3")  # fmt: skip
+    after = load_svd_folder(pretrained / "weights")
+    changed = [k for k, v in after.unet.state_dict().items() if not torch.equal(v, before.unet.state_dict()[k])]
+    assert len(changed) > 0.9 * len(after.unet.state_dict())
+    for name in ("vae", "image_encoder"):
+        old, new = getattr(before, name).state_dict(), getattr(after, name).state_dict()
+        assert all(torch.equal(old[k], new[k]) for k in old), f"{name} changed during UNet pretraining"
+    losses = read_losses(pretrained)
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5]), losses
+    assert (pretrained / "validation" / "step-000030.png").is_file()  # sampled without control
+
+    controlled = tmp_path / "stage2"
+    run_stage2("--tiny", "false", "--pretrained_svd", str(pretrained / "weights"), "--controller_channels", "8", "16",
+               "--train_data_dir", str(dataset), "--output_dir", str(controlled), "--max_train_steps", "2",
+               "--validation_steps", "0", "--checkpointing_steps", "0")  # fmt: skip
+    pipeline = load_video_pipeline(controlled / "weights", pretrained / "weights")
+    assert all(torch.equal(v, after.unet.state_dict()[k]) for k, v in pipeline.components.unet.state_dict().items())
+
+
+def test_svd_pretraining_refuses_control_weights(stage2):
+    with pytest.raises(ValueError, match="--svd_pretraining"):
+        stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o", "--pretrained_svd", "s",
+                           "--svd_pretraining", "true", "--init_from", "w"])  # fmt: skip

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from tests.tiny_stage1 import randomize_ as randomize_parameters
+from dreamdance_core.loading.svd import save_svd_folder as save_diffusers_folder  # noqa: F401 (re-exported)
 from dreamdance_core.models.svd_controlnet import SVDControlNet
 from dreamdance_core.models.unet_svd import ControlledSVDUNet
 from dreamdance_core.sampling.stage2 import SVDComponents
@@ -63,16 +64,6 @@ def write_config_dir(components: SVDComponents, folder: Path) -> Path:
     components.vae.save_config(folder / "vae")
     (folder / "image_encoder").mkdir(parents=True, exist_ok=True)
     components.image_encoder.config.to_json_file(str(folder / "image_encoder" / "config.json"))
-    (folder / "scheduler").mkdir(parents=True, exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(dict(components.scheduler_config)))
-    return folder
-
-
-def save_diffusers_folder(components: SVDComponents, folder: Path) -> Path:
-    """Write ``components`` as a diffusers SVD folder (weights as safetensors)."""
-    components.unet.save_pretrained(folder / "unet")
-    components.vae.save_pretrained(folder / "vae")
-    components.image_encoder.save_pretrained(folder / "image_encoder")
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(dict(components.scheduler_config)))
     return folder

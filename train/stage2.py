@@ -26,6 +26,11 @@ Usage::
 
 Outputs in ``--output_dir`` as for Stage 1; ``weights/`` holds ``controller/`` and ``controlnet/``
 (:func:`dreamdance_core.loading.svd.load_stage2_control`, ``load_video_pipeline(weights, svd)``).
+
+``--svd_pretraining`` is not part of the paper: it trains the SVD UNet itself, as a plain image-to-video model with the
+same loss and conditioning but no control, and writes a whole diffusers SVD folder to ``weights/``. It stands in for
+Stability's pretraining where no SVD exists at the size (the demo base from ``train/vae.py --kind svd``); Stage 2
+proper then trains on it with ``--pretrained_svd <that weights folder>``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from common import (  # noqa: I001 - train/ runs as scripts: its own folder is o
 
 WEIGHTS_FOLDER = "weights"
 CHECKPOINT_MODEL_FOLDER = "stage2"
+PRETRAINING_MODEL_FOLDER = "svd_unet"
 MODALITIES = ("pose", "depth", "normal")
 
 OPTIONS = common_options(
@@ -58,6 +64,8 @@ OPTIONS = common_options(
            "folder", type=str),
     Option("init_from", None, "Stage-2 weights folder (controller/, controlnet/) to continue from", type=str),
     Option("tiny", False, "use tiny random SVD parts (CPU smoke runs, tests)", type=bool),
+    Option("svd_pretraining", False, "train the SVD UNet itself as an image-to-video model without control (demo "
+           "bases only, not the paper); weights/ is then a whole SVD folder for --pretrained_svd", type=bool),
     Option("model_seed", 0, "seed of the tiny models and of a new controller", type=int),
     Option("controller_channels", [16, 32, 96, 256], "controller encoder widths (new controllers; the last level "
            "count must give the VAE's 8x downscale)", type=int, nargs="+"),
@@ -80,6 +88,9 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
     check_common_args(args)
     if not args.tiny and args.pretrained_svd is None:
         raise TrainConfigError("give --pretrained_svd (svd_xt_1_1.safetensors or a diffusers SVD folder) or --tiny")
+    if args.svd_pretraining and args.init_from:
+        raise TrainConfigError("--init_from continues a controller and ControlNet, which --svd_pretraining does not "
+                               "train: give the SVD to continue as --pretrained_svd instead")
     if any(not 0.0 <= p <= 1.0 for p in args.control_dropout):
         raise TrainConfigError(f"--control_dropout values must be in [0, 1], got {args.control_dropout}")
     return args
@@ -88,8 +99,9 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
 # --- models ---------------------------------------------------------------------------------------------------------
 
 
-def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainController, SVDControlNet]:
-    """Frozen SVD parts + the trainable controller and ControlNet (new, or from ``--init_from``)."""
+def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainController | None, SVDControlNet | None]:
+    """SVD parts + the trainable controller and ControlNet (new, or from ``--init_from``; none with
+    ``--svd_pretraining``)."""
     from dreamdance_core.loading.svd import load_stage2_control
 
     if args.tiny:
@@ -100,6 +112,8 @@ def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainCon
         from dreamdance_core.loading.stage2 import load_svd
 
         components = load_svd(args.pretrained_svd)
+    if args.svd_pretraining:
+        return components, None, None
     if args.init_from:
         controller, controlnet = load_stage2_control(args.init_from)
     else:
@@ -116,19 +130,21 @@ def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainCon
 
 
 class Stage2Denoiser(torch.nn.Module):
-    """Controller -> ControlNet -> frozen SVD UNet in one forward (so DDP sees one forward)."""
+    """Controller -> ControlNet -> SVD UNet in one forward (so DDP sees one forward); the plain SVD UNet when there is
+    no controller and ControlNet (``--svd_pretraining``)."""
 
-    def __init__(self, controller: CrossDomainController, controlnet: SVDControlNet, unet: torch.nn.Module):
+    def __init__(self, controller: CrossDomainController | None, controlnet: SVDControlNet | None, unet: torch.nn.Module):
         super().__init__()
         self.controller, self.controlnet, self.unet = controller, controlnet, unet
 
     def forward(self, inputs: dict[str, Any]) -> torch.Tensor:
-        guidance = self.controller(inputs["controls"])  # [(b f), c0, h, w]
         conditions = (inputs["model_input"], inputs["c_noise"], inputs["image_embeds"], inputs["added_time_ids"])
-        down, mid = self.controlnet(*conditions, controlnet_cond=guidance, return_dict=False)
-        return self.unet(
-            *conditions, down_block_additional_residuals=down, mid_block_additional_residual=mid, return_dict=False
-        )[0]
+        residuals = {}
+        if self.controller is not None:
+            guidance = self.controller(inputs["controls"])  # [(b f), c0, h, w]
+            down, mid = self.controlnet(*conditions, controlnet_cond=guidance, return_dict=False)
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        return self.unet(*conditions, **residuals, return_dict=False)[0]
 
 
 @torch.no_grad()
@@ -178,19 +194,29 @@ def edm_loss(prediction: torch.Tensor, latents: torch.Tensor, noisy: torch.Tenso
 
 
 def register_hooks(accelerator) -> None:
-    """Checkpoints hold the controller and ControlNet as a Stage-2 weights folder, read back strictly."""
+    """Checkpoints hold the controller and ControlNet as a Stage-2 weights folder (or the SVD UNet being pretrained as
+    a diffusers folder), read back strictly."""
+    from dreamdance_core.loading.common import load_model_strict
     from dreamdance_core.loading.svd import load_stage2_control, save_stage2_control
+    from dreamdance_core.models.unet_svd import ControlledSVDUNet
 
     def save_hook(models: list, weights: list, output_dir: str) -> None:
         if accelerator.is_main_process:
             for model in models:
                 module = accelerator.unwrap_model(model)
-                save_stage2_control(Path(output_dir) / CHECKPOINT_MODEL_FOLDER, module.controller, module.controlnet)
+                if module.controller is None:
+                    module.unet.save_pretrained(Path(output_dir) / PRETRAINING_MODEL_FOLDER)
+                else:
+                    save_stage2_control(Path(output_dir) / CHECKPOINT_MODEL_FOLDER, module.controller, module.controlnet)
         weights.clear()
 
     def load_hook(models: list, input_dir: str) -> None:
         while models:
             module = accelerator.unwrap_model(models.pop())
+            if module.controller is None:
+                unet = load_model_strict(ControlledSVDUNet, Path(input_dir) / PRETRAINING_MODEL_FOLDER)
+                module.unet.load_state_dict(unet.state_dict(), strict=True)
+                continue
             controller, controlnet = load_stage2_control(Path(input_dir) / CHECKPOINT_MODEL_FOLDER)
             module.controller.load_state_dict(controller.state_dict(), strict=True)
             module.controlnet.load_state_dict(controlnet.state_dict(), strict=True)
@@ -210,11 +236,13 @@ def log_validation(module: Stage2Denoiser, components: SVDComponents, clip: dict
         steps=args.validation_inference_steps, max_cfg=args.validation_max_cfg, fps=args.fps,
         motion_bucket_id=args.motion_bucket_id, noise_aug_strength=args.noise_aug_strength, seed=args.seed,
     )  # fmt: skip
+    control = None if module.controller is None else Stage2Control(module.controller, module.controlnet, maps)
+    was_training = module.unet.training
     module.eval()
     with accelerator.autocast():
-        video = sample_stage2(components, clip["reference"], options, Stage2Control(module.controller, module.controlnet, maps))
+        video = sample_stage2(components, clip["reference"], options, control)
     module.train()
-    module.unet.eval()
+    module.unet.train(was_training)
     rows = [maps["pose"], maps["depth"], maps["normal"], video, clip["pixel_values"]]
     return write_image_grid(Path(args.output_dir) / "validation" / f"step-{step:06d}.png", [r.cpu() for r in rows])
 
@@ -223,25 +251,27 @@ def log_validation(module: Stage2Denoiser, components: SVDComponents, clip: dict
 
 
 def main(args: argparse.Namespace) -> Path:
-    """Train the Stage-2 controller and ControlNet; returns the final weights folder."""
+    """Train the Stage-2 controller and ControlNet (or, ``--svd_pretraining``, the SVD UNet); returns the final
+    weights folder."""
     from accelerate.utils import set_seed
-    from dreamdance_core.loading.svd import save_stage2_control
+    from dreamdance_core.loading.svd import save_stage2_control, save_svd_folder
 
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(args, find_unused_parameters=False)
     set_seed(args.seed)
 
-    # 1. models: SVD frozen (UNet, VAE, CLIP), controller + ControlNet trained
+    # 1. models: SVD frozen (UNet, VAE, CLIP), controller + ControlNet trained (pretraining: the UNet trained)
     components, controller, controlnet = load_models(args)
-    freeze_helpers(accelerator, components.unet, components.vae, components.image_encoder)
-    controller.train().requires_grad_(True)
-    controlnet.train().requires_grad_(True)
-    if args.gradient_checkpointing:  # the ControlNet does not support it (yet): only the UNet recomputes
+    trained = [components.unet] if args.svd_pretraining else [controller, controlnet]
+    freeze_helpers(accelerator, *(m for m in (components.unet, components.vae, components.image_encoder) if m not in trained))
+    for model in trained:
+        model.train().requires_grad_(True)
+    if args.gradient_checkpointing:
         for model in (components.unet, controlnet):
-            if model._supports_gradient_checkpointing:
+            if model is not None and model._supports_gradient_checkpointing:
                 model.enable_gradient_checkpointing()
-    trainable = [*controller.parameters(), *controlnet.parameters()]
+    trainable = [p for model in trained for p in model.parameters()]
 
     # 2. optimizer, LR schedule, data
     optimizer, lr_scheduler = make_optimizer_and_schedule(accelerator, trainable, args)
@@ -265,11 +295,15 @@ def main(args: argparse.Namespace) -> Path:
 
     train_loop(accelerator, denoiser, optimizer, lr_scheduler, dataloader, args, compute_loss, validate)
 
-    # 4. the Stage-2 weights folder the loaders read
+    # 4. the Stage-2 weights folder the loaders read (pretraining: an SVD folder)
     weights = output_dir / WEIGHTS_FOLDER
     if accelerator.is_main_process:
         module = accelerator.unwrap_model(denoiser)
-        save_stage2_control(weights, module.controller, module.controlnet)
+        if args.svd_pretraining:
+            module.unet.eval()
+            save_svd_folder(components, weights)
+        else:
+            save_stage2_control(weights, module.controller, module.controlnet)
     accelerator.end_training()
     return weights
 

@@ -1,8 +1,9 @@
-"""Train a small VAE for the synthetic domain and write the *demo base*: the stand-in for SD1.5 that the demo models
-start from (no SD1.5 weights can be shipped or downloaded for a CPU demo).
+"""Train a small VAE for the synthetic domain and write a *demo base*: the stand-in for SD1.5 (``--kind sd15``, Stage 1)
+or for Stable Video Diffusion (``--kind svd``, Stage 2) that the demo models start from (no SD1.5 or SVD weights can be
+shipped or downloaded for a CPU demo).
 
-The base folder is laid out like an SD1.5 diffusers folder, so ``train/stage1.py --pretrained_model <base>
---image_encoder <base>`` trains on it exactly as on SD1.5:
+``--kind sd15`` writes a folder laid out like an SD1.5 diffusers folder, so ``train/stage1.py --pretrained_model
+<base> --image_encoder <base>`` trains on it exactly as on SD1.5:
 
 * ``vae/`` - an ``AutoencoderKL`` (``--latent_channels``, SD: 4; downscale ``2^(len(channels) - 1)``) trained here to
   reconstruct the three images Stage 1 encodes: RGB frames, depth images and normal images
@@ -14,7 +15,17 @@ The base folder is laid out like an SD1.5 diffusers folder, so ``train/stage1.py
 * ``image_encoder/`` - a small CLIP vision model (:func:`dreamdance_core.tiny.tiny_clip_vision`), random and frozen,
   as SD's CLIP is frozen.
 
+``--kind svd`` writes a diffusers SVD folder (:func:`dreamdance_core.loading.svd.load_svd_folder` reads it):
+
+* ``vae/`` - an ``AutoencoderKLTemporalDecoder`` (:func:`dreamdance_core.tiny.svd_vae`) trained the same way on RGB
+  clips only (Stage 2 encodes only video frames; its control maps enter the controller as pixels), decoding
+  ``--clip_frames`` frames together through its temporal decoder, as SVD decodes;
+* ``unet/`` - a small SVD-shaped UNet (:func:`dreamdance_core.tiny.small_svd_unet`), random: SVD's own
+  image-to-video pretraining is ``train/stage2.py --svd_pretraining``, since Stage 2 proper keeps the UNet frozen;
+* ``image_encoder/`` as above, and ``scheduler/`` - SVD's scheduler config.
+
     python train/vae.py --train_data_dir data --output_dir runs/demo_base --steps 1500
+    python train/vae.py --kind svd --train_data_dir data --output_dir runs/svd_base --steps 1500
 """
 
 from __future__ import annotations
@@ -36,6 +47,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train_data_dir", required=True, help="dataset folder (dreamdance_core.dataset layout)")
     parser.add_argument("--output_dir", required=True, help="demo base folder to write (vae/, unet/, image_encoder/)")
+    parser.add_argument("--kind", choices=("sd15", "svd"), default="sd15",
+                        help="sd15: Stage 1's base (VAE on RGB, depth and normal images); svd: Stage 2's (temporal "
+                        "VAE on RGB clips, SVD-shaped UNet, SVD's scheduler)")
+    parser.add_argument("--clip_frames", type=int, default=4, help="svd: frames decoded together while training")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--vae_channels", type=int, nargs="+", default=[32, 64, 64], help="VAE block channels")
@@ -50,20 +65,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kl_weight", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1:
-        parser.error(f"--steps and --batch_size must be >= 1, got {args.steps} and {args.batch_size}")
+    if args.steps < 1 or args.batch_size < 1 or args.clip_frames < 1:
+        parser.error(f"--steps, --batch_size and --clip_frames must be >= 1, got {args.steps}, {args.batch_size} and "
+                     f"{args.clip_frames}")
+    if args.kind == "svd" and any(c % 32 for c in args.vae_channels):
+        parser.error(f"--kind svd: --vae_channels must be multiples of 32 (the temporal VAE's group norm), got "
+                     f"{args.vae_channels}")
     return args
 
 
-def load_images(root: str | Path, width: int, height: int) -> torch.Tensor:
-    """Every frame's RGB, depth and normal image as core images ``[N, 3, H, W]`` in -1..1."""
+def load_images(root: str | Path, width: int, height: int, clip_frames: int | None = None) -> torch.Tensor:
+    """Core images in -1..1: every frame's RGB, depth and normal image ``[N, 3, H, W]``, or with ``clip_frames`` the
+    RGB frames alone as clips ``[N, clip_frames, 3, H, W]`` (each video cut into whole clips)."""
     images = []
     for video_id in read_index(root):
         clip = read_clip(Path(root) / video_id, size=(width, height))
-        images.append(clip.rgb.astype(np.float32) / 127.5 - 1.0)
+        rgb = clip.rgb.astype(np.float32) / 127.5 - 1.0
+        if clip_frames is not None:
+            usable = len(rgb) // clip_frames * clip_frames
+            images.append(rgb[:usable].reshape(-1, clip_frames, *rgb.shape[1:]))
+            continue
+        images.append(rgb)
         images.append(np.repeat(clip.unit_depth[..., None] * 2.0 - 1.0, 3, axis=-1))
         images.append(clip.normal)
-    return torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()
+    images = np.concatenate(images)
+    if len(images) == 0:
+        raise SystemExit(f"{root}: no video has {clip_frames} frames; lower --clip_frames")
+    return torch.from_numpy(images).movedim(-1, -3).contiguous()
 
 
 def build_vae(channels: Sequence[int], latent_channels: int = 4):
@@ -82,20 +110,24 @@ def build_vae(channels: Sequence[int], latent_channels: int = 4):
 
 def train_vae(vae, images: torch.Tensor, args: argparse.Namespace) -> list[float]:
     """L1 reconstruction of the posterior mean + ``kl_weight`` x KL, AdamW with cosine decay; returns the loss every
-    100 steps."""
+    100 steps. ``images`` ``[N, frames, 3, H, W]`` (a temporal VAE) are decoded a clip at a time."""
     generator = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=args.learning_rate, weight_decay=0.0)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
+    clips = images.ndim == 5
     vae.train()
     losses = []
     for step in range(args.steps):
         batch = images[torch.randint(len(images), (args.batch_size,), generator=generator)]
+        frames = {"num_frames": batch.shape[1]} if clips else {}
+        batch = batch.flatten(0, 1) if clips else batch  # [(b f), 3, H, W]
         posterior = vae.encode(batch).latent_dist
-        reconstruction = vae.decode(posterior.mode()).sample  # deterministic: Stage 1 encodes the mean too
+        reconstruction = vae.decode(posterior.mode(), **frames).sample  # deterministic: the pipelines encode the mean
         loss = F.l1_loss(reconstruction, batch) + args.kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         schedule.step()
         if step % 100 == 0 or step == args.steps - 1:
@@ -111,28 +143,50 @@ def latent_scale(vae, images: torch.Tensor, count: int = 512) -> float:
     return float(1.0 / latents.std())
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    from dreamdance_core.tiny import tiny_clip_vision, tiny_unet
+def build_base(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, torch.nn.Module], dict | None]:
+    """(VAE to train, the base's other models by folder name, scheduler config or None) for ``args.kind``."""
+    from dreamdance_core import tiny
 
+    unet_layout = dict(cross_attention_blocks=args.unet_attention_blocks, latent_channels=args.latent_channels,
+                       first_attention_level=args.unet_first_attention_level)  # fmt: skip
+    if args.kind == "svd":
+        from dreamdance_core.loading.svd import SCHEDULER_CONFIG, SVD_CONFIG_DIR
+
+        vae = tiny.svd_vae(tuple(args.vae_channels), args.latent_channels, sample_size=max(args.width, args.height))
+        vae.quant_conv.requires_grad_(False)  # SVD has no quant_conv: it stays the identity
+        unet = tiny.small_svd_unet(tuple(args.unet_channels), **unet_layout)
+        scheduler = json.loads((SVD_CONFIG_DIR / SCHEDULER_CONFIG).read_text())
+    else:
+        vae = build_vae(args.vae_channels, args.latent_channels)
+        unet, scheduler = tiny.tiny_unet(tuple(args.unet_channels), **unet_layout), None
+    return vae, {"unet": unet, "image_encoder": tiny.tiny_clip_vision()}, scheduler
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     output = Path(args.output_dir)
-    images = load_images(args.train_data_dir, args.width, args.height)
-    print(f"{len(images)} training images ({len(images) // 3} frames x rgb/depth/normal) at {args.width}x{args.height}")
-    vae = build_vae(args.vae_channels, args.latent_channels)
+    images = load_images(args.train_data_dir, args.width, args.height, args.clip_frames if args.kind == "svd" else None)
+    what = f"clips of {args.clip_frames} RGB frames" if args.kind == "svd" else "images (frames x rgb/depth/normal)"
+    print(f"{len(images)} training {what} at {args.width}x{args.height}")
+    vae, others, scheduler = build_base(args)
     started = time.perf_counter()
     losses = train_vae(vae, images, args)
     vae.eval()
-    shuffled = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))]
+    shuffled = images.flatten(0, images.ndim - 4)  # frames
+    shuffled = shuffled[torch.randperm(len(shuffled), generator=torch.Generator().manual_seed(args.seed))]
     vae.register_to_config(scaling_factor=latent_scale(vae, shuffled))
     vae.save_pretrained(output / "vae")
-    unet = tiny_unet(tuple(args.unet_channels), cross_attention_blocks=args.unet_attention_blocks,
-                     latent_channels=args.latent_channels, first_attention_level=args.unet_first_attention_level)
-    unet.save_pretrained(output / "unet")
-    tiny_clip_vision().save_pretrained(output / "image_encoder")
+    for name, model in others.items():
+        model.save_pretrained(output / name)
+    if scheduler is not None:
+        from dreamdance_core.loading.svd import SCHEDULER_CONFIG
+
+        (output / SCHEDULER_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+        (output / SCHEDULER_CONFIG).write_text(json.dumps(scheduler, indent=1))
     record = {"args": vars(args), "losses_every_100": losses, "seconds": time.perf_counter() - started}
     (output / "vae_training.json").write_text(json.dumps(record, indent=1))
-    print(f"wrote {output}/{{vae,unet,image_encoder}} in {record['seconds']:.0f} s "
+    print(f"wrote {output}/{{vae,{','.join(others)}{',scheduler' if scheduler else ''}}} in {record['seconds']:.0f} s "
           f"(scaling_factor {vae.config.scaling_factor:.4f})")  # fmt: skip
     return output
 

@@ -334,6 +334,17 @@ def load_svd_folder(folder: str | os.PathLike, dtype: torch.dtype | None = None)
     return _finish(SVDComponents(unet, vae, image_encoder, _read_json(folder / SCHEDULER_CONFIG)), dtype)
 
 
+def save_svd_folder(components: SVDComponents, folder: str | os.PathLike) -> Path:
+    """Write ``components`` as a diffusers SVD folder (safetensors) that :func:`load_svd_folder` reads."""
+    folder = Path(folder)
+    components.unet.save_pretrained(folder / "unet")
+    components.vae.save_pretrained(folder / "vae")
+    components.image_encoder.save_pretrained(folder / "image_encoder")
+    (folder / SCHEDULER_CONFIG).parent.mkdir(parents=True, exist_ok=True)
+    (folder / SCHEDULER_CONFIG).write_text(json.dumps(dict(components.scheduler_config), indent=1))
+    return folder
+
+
 def save_stage2_control(folder: str | os.PathLike, controller: CrossDomainController, controlnet: SVDControlNet) -> None:
     """Write ``controller/`` and ``controlnet/`` (config.json + safetensors each) under ``folder``."""
     folder = Path(folder)
