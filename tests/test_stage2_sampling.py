@@ -120,7 +120,31 @@ def test_controlled_windowed_sampling_runs_and_reports_progress(parts):
         control(parts, frames=5, controlnet=trained), callback=lambda step, total, preview: calls.append((step, total, preview)),
     )
     assert out.shape == (5, 3, H, W)
-    assert calls == [(i, 4, None) for i in range(1, 5)]  # 2 steps x 2 windows
+    assert [(step, total) for step, total, _ in calls] == [(i, 4) for i in range(1, 5)]  # 2 steps x 2 windows
+    previews = [preview for *_, preview in calls]
+    assert all(p.shape == (3, H // 2, W // 2) and p.abs().max() <= 1 for p in previews)  # latent-sized RGB guess
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_preview_is_the_schedulers_own_clean_prediction(parts, prediction_type):
+    from diffusers import EulerDiscreteScheduler
+
+    from dreamdance_core.geometry import latent_preview
+    from dreamdance_core.sampling.stage2 import _preview
+
+    components, _ = parts
+    config = {**components.scheduler_config, "prediction_type": prediction_type}
+    scheduler = EulerDiscreteScheduler.from_config(config)
+    scheduler.set_timesteps(4)
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(4, 6, 8, generator=generator) * scheduler.init_noise_sigma
+    for t in scheduler.timesteps[:2]:
+        scheduler.scale_model_input(sample, t)  # sets the step index, as in the sampler
+        output = torch.randn(sample.shape, generator=generator)
+        preview = _preview(scheduler, sample, output)
+        step = scheduler.step(output, t, sample)
+        torch.testing.assert_close(preview, latent_preview(step.pred_original_sample), atol=1e-5, rtol=1e-5)
+        sample = step.prev_sample
 
 
 def test_callback_exception_cancels(parts):

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 
+from ..geometry import latent_preview
 from ..models.clip_image import encode_clip_image
 from ..models.controller import ControlMapError, CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
@@ -139,6 +140,20 @@ def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, decode_chunk_siz
     return torch.cat(frames, dim=0).clamp(-1.0, 1.0)
 
 
+def _preview(scheduler: EulerDiscreteScheduler, sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
+    """Cheap preview of one frame's predicted clean latent (the scheduler's ``pred_original_sample``) from the model
+    output at the scheduler's current step (SD latents only; None otherwise)."""
+    sigma = scheduler.sigmas[scheduler.step_index].to(sample.device, torch.float32)
+    sample, output = sample.float(), output.float()
+    if scheduler.config.prediction_type == "v_prediction":
+        x0 = sample / (sigma**2 + 1) - output * sigma / (sigma**2 + 1).sqrt()
+    elif scheduler.config.prediction_type == "epsilon":
+        x0 = sample - sigma * output
+    else:
+        return None
+    return latent_preview(x0)
+
+
 @torch.no_grad()
 def sample_stage2(
     components: SVDComponents,
@@ -149,8 +164,10 @@ def sample_stage2(
 ) -> torch.Tensor:
     """Animate ``reference`` (``[1, 3, H, W]`` in -1..1, resized to the requested size) into ``[f, 3, H, W]``.
 
-    ``control=None`` is plain SVD. ``callback(step, total, None)`` is called after every window of every step
-    (``total = steps x windows``); raising from it cancels the run (the exception propagates).
+    ``control=None`` is plain SVD. ``callback(step, total, preview)`` is called after every window of every step
+    (``total = steps x windows``; ``preview``: approximate RGB ``[3, h, w]`` of the window's middle frame as the step
+    predicts it clean, for 4-channel SD latents, else None); raising from it cancels the run (the exception
+    propagates).
     """
     unet, vae = components.unet, components.vae
     device, dtype = unet.device, unet.dtype
@@ -219,7 +236,8 @@ def sample_stage2(
                 prediction = classifier_free_guidance(cond, uncond, cfg_scales[index].view(1, n, 1, 1, 1))
             calls += 1
             if callback is not None:
-                callback(calls, total, None)
+                middle = n // 2
+                callback(calls, total, _preview(scheduler, latents[0, index[middle]], prediction[0, middle]))
             return prediction
 
         prediction = blend_windows(denoise, num_frames, options.windows, frame_dim=1)
