@@ -163,3 +163,16 @@ def test_svd_pretraining_refuses_control_weights(stage2):
     with pytest.raises(ValueError, match="--svd_pretraining"):
         stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o", "--pretrained_svd", "s",
                            "--svd_pretraining", "true", "--init_from", "w"])  # fmt: skip
+
+
+def test_svd_pretraining_resumes_exactly(dataset, tmp_path):
+    from dreamdance_core.loading.svd import load_svd_folder
+
+    common = ("--svd_pretraining", "true", "--train_data_dir", str(dataset), *RESUME, "--validation_steps", "0")
+    run_stage2(*common, "--output_dir", str(tmp_path / "whole"))
+    run_stage2(*common, "--output_dir", str(tmp_path / "parts"), "--max_train_steps", "2")
+    assert (tmp_path / "parts" / "checkpoint-2" / "svd_unet").is_dir()
+    run_stage2(*common, "--output_dir", str(tmp_path / "parts"), "--resume_from_checkpoint", "latest")
+    a, b = (load_svd_folder(tmp_path / run / "weights").unet.state_dict() for run in ("whole", "parts"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_losses(tmp_path / "parts")[2:] == read_losses(tmp_path / "whole")[2:]
