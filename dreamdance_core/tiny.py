@@ -152,8 +152,9 @@ def svd_vae(block_out_channels: tuple[int, ...] = (32, 64), latent_channels: int
     from diffusers import AutoencoderKLTemporalDecoder
 
     vae = AutoencoderKLTemporalDecoder(
-        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels), block_out_channels=tuple(block_out_channels),
-        layers_per_block=1, latent_channels=latent_channels, sample_size=sample_size,
+        down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
+        block_out_channels=tuple(block_out_channels), layers_per_block=1, latent_channels=latent_channels,
+        sample_size=sample_size,
     ).eval()  # fmt: skip
     with torch.no_grad():
         vae.quant_conv.weight.copy_(torch.eye(vae.quant_conv.weight.shape[0])[:, :, None, None])

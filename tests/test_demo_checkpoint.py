@@ -2,9 +2,10 @@
 
 The tolerances come from the benchmark recorded in ``demo.json`` (``bench/quality.py`` on held-out clips): on one
 held-out clip, the model's margin over the best baseline of that same clip (measured here) may fall short of the
-benchmark's margin by at most half of it where the benchmark shows the model ahead (it must stay ahead), and by at
-most 1.5x the deficit where it is behind (at least 0.05 either way). A regression that breaks the method (or the sampler, the loaders, the geometry conventions) falls back to
-noise or baseline level and fails.
+benchmark's margin by at most half of it where the benchmark shows the model ahead, and by at most 1.5x the deficit
+where it is behind, with a floor of 0.05 either way (so a lead under 0.05, like the silhouette's, may shrink to about a
+tie on one clip). A regression that breaks the method (or the sampler, the loaders, the geometry conventions) falls
+back to noise or baseline level and fails on the normals, where the demo leads by 30 %.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def test_a_held_out_case_beats_the_baselines(demo, record):
     benchmark = record["benchmark"]["margins"]["Stage 1"]
     assert any(benchmark[m] > 0 for m in quality.GEOMETRY_METRICS), "the recorded benchmark beats no baseline"
     for metric in quality.GEOMETRY_METRICS:
-        # ahead in the benchmark: stay ahead by half the margin; behind: per-clip spread is wide (IoU 0.45-0.75 per
-        # clip), so allow 1.5x the deficit - still far above what noise scores (IoU 0.10-0.17 measured)
+        # ahead in the benchmark: keep at least half the margin; behind (depth): one clip varies more than the
+        # four-clip mean, so allow 1.5x the deficit - a constant prediction or noise still fails on the normals
         slack = 0.5 if benchmark[metric] > 0 else 1.5
         required = benchmark[metric] - max(slack * abs(benchmark[metric]), 0.05)
         assert live[metric] >= required, (

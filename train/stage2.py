@@ -133,7 +133,9 @@ class Stage2Denoiser(torch.nn.Module):
     """Controller -> ControlNet -> SVD UNet in one forward (so DDP sees one forward); the plain SVD UNet when there is
     no controller and ControlNet (``--svd_pretraining``)."""
 
-    def __init__(self, controller: CrossDomainController | None, controlnet: SVDControlNet | None, unet: torch.nn.Module):
+    def __init__(
+        self, controller: CrossDomainController | None, controlnet: SVDControlNet | None, unet: torch.nn.Module
+    ):
         super().__init__()
         self.controller, self.controlnet, self.unet = controller, controlnet, unet
 
@@ -207,7 +209,8 @@ def register_hooks(accelerator) -> None:
                 if module.controller is None:
                     module.unet.save_pretrained(Path(output_dir) / PRETRAINING_MODEL_FOLDER)
                 else:
-                    save_stage2_control(Path(output_dir) / CHECKPOINT_MODEL_FOLDER, module.controller, module.controlnet)
+                    folder = Path(output_dir) / CHECKPOINT_MODEL_FOLDER
+                    save_stage2_control(folder, module.controller, module.controlnet)
         weights.clear()
 
     def load_hook(models: list, input_dir: str) -> None:
@@ -264,7 +267,8 @@ def main(args: argparse.Namespace) -> Path:
     # 1. models: SVD frozen (UNet, VAE, CLIP), controller + ControlNet trained (pretraining: the UNet trained)
     components, controller, controlnet = load_models(args)
     trained = [components.unet] if args.svd_pretraining else [controller, controlnet]
-    freeze_helpers(accelerator, *(m for m in (components.unet, components.vae, components.image_encoder) if m not in trained))
+    parts = (components.unet, components.vae, components.image_encoder)
+    freeze_helpers(accelerator, *(m for m in parts if m not in trained))
     for model in trained:
         model.train().requires_grad_(True)
     if args.gradient_checkpointing:

@@ -3,8 +3,9 @@ synthetic mannequins (:mod:`dreamdance_core.synthetic`), so the pipeline shows a
 machine without downloading anything.
 
 ``stage1/`` is a self-contained Stage-1 weights folder (with its own ``vae/`` and ``image_encoder/``) plus
-``demo.json``: the size it was trained at, its sampler defaults, how it was made and what it scored. See README.md
-beside this file. There is no Stage-2 demo checkpoint yet: Stage 2 runs a tiny random model unless given weights.
+``demo.json``: the size it was trained at, its sampler defaults, how it was made and what it scored (see the
+*Demo checkpoint* section of the project README). There is no Stage-2 demo checkpoint yet: Stage 2 runs a tiny
+random model unless given weights.
 """
 
 from __future__ import annotations
