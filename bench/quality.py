@@ -331,7 +331,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-seed", type=int, default=DEFAULT_TRAIN_SEED, help="training set's master seed")
     parser.add_argument("--train-videos", type=int, default=DEFAULT_TRAIN_VIDEOS, help="training set's video count")
     parser.add_argument("--sheet", help="PNG file for a contact sheet of the first held-out clip: reference, pose, then "
-                        "Stage 1's RGB / normal / depth each above the ground truth")
+                        "Stage 1's RGB / normal / depth and Stage 2's video (on the exact geometry) each above the "
+                        "ground truth")
     parser.add_argument("--record", help="JSON file to store the results and margins in (key 'benchmark'; other keys "
                         "kept), e.g. a demo checkpoint's demo.json")  # fmt: skip
     args = parser.parse_args(argv)
@@ -374,18 +375,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Scores]:
         print(format_table(model_margins))
     if args.record:
         write_record(args.record, args, results, model_margins)
-    if args.sheet and geometry is not None:
-        write_sheet(args.sheet, cases[0], run_stage1(geometry, cases[0], settings))
+    if args.sheet:
+        geometry_out = run_stage1(geometry, cases[0], settings) if geometry is not None else None
+        video_out = run_stage2(video, cases[0], true_maps(cases[0]), settings) if video is not None else None
+        write_sheet(args.sheet, cases[0], geometry_out, video_out)
     return results
 
 
-def write_sheet(path: str, case: Case, output) -> None:
-    """Contact sheet of one case: reference, pose, then predicted / true RGB, normal and depth rows."""
+def write_sheet(path: str, case: Case, geometry=None, video: torch.Tensor | None = None) -> None:
+    """Contact sheet of one case: reference, pose, then predicted / true rows: Stage 1's RGB, normal and depth
+    (``geometry``: its output), Stage 2's video (``video``: frames)."""
     from dreamdance_core.media import contact_sheet, save_image, to_uint8
 
-    rows = [case.reference, case.poses, output.rgb, case.rgb, output.normal, case.normal, output.depth, case.depth_image]
+    rows, names = [case.reference, case.poses], []
+    if geometry is not None:
+        rows += [geometry.rgb, case.rgb, geometry.normal, case.normal, geometry.depth, case.depth_image]
+        names += ["Stage 1 RGB", "normal", "depth"]
+    if video is not None:
+        rows += [video, case.rgb]
+        names += ["Stage 2 video"]
     save_image(contact_sheet([to_uint8(row.float().cpu()) for row in rows]), path)
-    print(f"wrote {path} (rows: reference, pose, then Stage 1 above the ground truth for RGB, normal, depth)")
+    print(f"wrote {path} (rows: reference, pose, then each above the ground truth: {', '.join(names)})")
 
 
 def write_record(path: str, args: argparse.Namespace, results: dict[str, Scores], model_margins: dict[str, Scores]):
@@ -395,7 +405,8 @@ def write_record(path: str, args: argparse.Namespace, results: dict[str, Scores]
 
     path = Path(path)
     record = json.loads(path.read_text()) if path.is_file() else {}
-    settings = {k: getattr(args, k) for k in ("cases", "frames", "width", "height", "steps", "cfg", "seed", "sample_seed")}
+    keys = ("cases", "frames", "width", "height", "steps", "cfg", "video_steps", "min_cfg", "max_cfg", "seed", "sample_seed")
+    settings = {k: getattr(args, k) for k in keys}
     record["benchmark"] = {"settings": settings, "results": results, "margins": model_margins}
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"\nrecorded in {path}")

@@ -6,9 +6,9 @@
 
 Reference image + skeleton poses (POSE_KEYPOINT / OpenPose JSON, or the built-in sample dance) -> Stage 1: per-frame
 depth, normal and low-res RGB -> Stage 2: the video. Writes PNG frames, an animated WebP and a side-by-side contact
-sheet. Without weights Stage 1 runs the shipped demo checkpoint (:mod:`dreamdance_core.demo`: a small model trained on
-synthetic mannequins) and Stage 2 a tiny randomly initialised model of the real architecture (no Stage-2 demo
-checkpoint exists yet), and it says so.
+sheet. Without weights both stages run the shipped demo checkpoints (:mod:`dreamdance_core.demo`: small models trained
+on synthetic mannequins at 64x96), and it says so; a copy of the pack without them runs tiny randomly initialised
+models of the real architecture, and says that too.
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     sampling.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows")
     sampling.add_argument("--weighting", choices=["flat", "pyramid"], default="flat")
     video = parser.add_argument_group("video (Stage 2)")
-    video.add_argument("--video-width", type=int, help="default: 2x the Stage-1 width (the tiny model: the same)")
-    video.add_argument("--video-height", type=int, help="default: 2x the Stage-1 height (the tiny model: the same)")
-    video.add_argument("--video-steps", type=int, help="denoising steps (default 25; 8 for the tiny random model)")
-    video.add_argument("--min-cfg", type=float, default=1.0)
-    video.add_argument("--max-cfg", type=float, default=3.0)
+    video.add_argument("--video-width", type=int, help="default: 2x the Stage-1 width (the demo/tiny model: the same)")
+    video.add_argument("--video-height", type=int, help="default: 2x the Stage-1 height (the demo/tiny model: the same)")
+    video.add_argument("--video-steps", type=int, help="denoising steps (default 25; the demo: its demo.json; tiny "
+                       "random: 8)")
+    video.add_argument("--min-cfg", type=float, help="guidance of the first frame (default 1; the demo: its demo.json)")
+    video.add_argument("--max-cfg", type=float, help="guidance of the last frame (default 3; the demo: its demo.json)")
     video.add_argument("--fps", type=int, default=7)
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--device", default="cuda" if _cuda() else "cpu")
@@ -110,20 +111,24 @@ def _progress(description: str):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .demo import stage1_demo
+    from .demo import stage1_demo, stage2_demo
     from .loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
     from .media import colorize_depth, contact_sheet, fit_images, from_uint8, save_frames, save_image, save_video, to_uint8
     from .sampling.stage1 import sample_geometry
     from .sampling.windows import WindowOptions
 
-    # Stage 1 from: the weights given, else the shipped demo checkpoint, else a tiny random model
+    # each stage from: the weights given, else the shipped demo checkpoint, else a tiny random model
     demo = stage1_demo() if args.stage1 is None and args.base is None else None
     source = "demo" if demo else "weights" if args.stage1 is not None or args.base is not None else "random"
-    random_video = args.stage2 is None and source != "weights"
+    video_demo = stage2_demo() if args.stage2 is None and source != "weights" else None
+    video_source = "weights" if args.stage2 is not None or source == "weights" else "demo" if video_demo else "random"
     small = source != "weights"
     args.steps = args.steps or (demo.steps if demo else 8 if source == "random" else 25)
-    args.video_steps = args.video_steps or (8 if random_video else 25)
     args.cfg = args.cfg or (demo.guidance if demo else (3.5, 2.5, 3.5))
+    args.video_steps = args.video_steps or (video_demo.steps if video_demo else 8 if video_source == "random" else 25)
+    default_cfg = video_demo.guidance if video_demo else (1.0, 3.0)
+    args.min_cfg = default_cfg[0] if args.min_cfg is None else args.min_cfg
+    args.max_cfg = default_cfg[1] if args.max_cfg is None else args.max_cfg
     width = args.width or (demo.width if demo else 64 if small else 256)
     height = args.height or (demo.height if demo else 96 if small else 384)
     if source == "random":
@@ -139,9 +144,12 @@ def run(args: argparse.Namespace) -> int:
         geometry = load_geometry_pipeline(demo.path)
     else:
         geometry = load_geometry_pipeline(args.stage1, args.base, args.image_encoder)
-    if random_video and not args.geometry_only:
-        print("NOTE: Stage 2 runs a TINY RANDOMLY INITIALISED video model (no Stage-2 demo checkpoint exists yet):\n"
+    if not args.geometry_only and video_source == "random":
+        print("NOTE: Stage 2 runs a TINY RANDOMLY INITIALISED video model (this copy has no Stage-2 demo checkpoint):\n"
               "      its video frames are noise. Pass --stage2 (and --svd) for real weights, or --geometry-only.")
+    elif not args.geometry_only and video_source == "demo":
+        print(f"Stage 2: the shipped demo checkpoint ({video_demo.path}): a small model (with its own small SVD) trained "
+              f"on synthetic mannequins at {video_demo.width}x{video_demo.height}. Pass --stage2/--svd for real weights.")
     geometry.to(device=args.device)
 
     pose_frames = _poses(args, width, height)  # uint8 [F, H, W, 3]
@@ -164,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     rows = {"pose": pose_frames, "rgb": to_uint8(result.rgb), "normal": to_uint8(result.normal),
             "depth": to_uint8(result.depth)}  # fmt: skip
     if not args.geometry_only:
-        rows["video"] = _animate(args, random_video, reference, from_uint8(pose_frames), result, windows)
+        rows["video"] = _animate(args, video_source, reference, from_uint8(pose_frames), result, windows)
         save_video(rows["video"], out / "video.webp", fps=args.fps)
     for name, frames in rows.items():
         save_frames(frames, out / name)
@@ -173,26 +181,30 @@ def run(args: argparse.Namespace) -> int:
     save_image(contact_sheet(sheet_rows), out / "sheet.png")
     print(f"wrote {out}/{{{','.join(rows)}}}/*.png, {out}/sheet.png (rows: reference, {', '.join(rows)}, depth "
           f"colour-mapped){'' if args.geometry_only else f' and the video {out}/video.webp'}")
-    if source == "random" or (random_video and not args.geometry_only):
+    if source == "random" or (video_source == "random" and not args.geometry_only):
         print(f"reminder: {'every model' if source == 'random' else 'Stage 2'} ran with random weights - those "
               "images show the plumbing works, not what DreamDance produces.")
     return 0
 
 
-def _animate(args, random_video: bool, reference, poses, geometry, windows):
-    """Stage 2: reference + pose / depth / normal maps -> video frames ``uint8 [F, H, W, 3]``."""
+def _animate(args, source: str, reference, poses, geometry, windows):
+    """Stage 2 (``source``: "weights", "demo" or "random"): reference + pose / depth / normal maps -> video frames
+    ``uint8 [F, H, W, 3]``."""
+    from .demo import STAGE2_DIR
     from .loading.stage2 import load_video_pipeline, tiny_video_pipeline
     from .media import fit_images, to_uint8
     from .sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
 
-    if random_video:
+    if source == "random":
         video = tiny_video_pipeline(args.seed)
+    elif source == "demo":
+        video = load_video_pipeline(STAGE2_DIR)
     elif args.stage2 is None:
         raise ValueError("Stage 2 needs --stage2 (DreamDance Stage-2 weights); or pass --geometry-only")
     else:
         video = load_video_pipeline(args.stage2, args.svd)
     video.to(device=args.device)
-    scale = 1 if random_video else 2
+    scale = 2 if source == "weights" else 1
     width = args.video_width or scale * reference.shape[-1]
     height = args.video_height or scale * reference.shape[-2]
     maps = {"pose": poses, "depth": geometry.depth, "normal": geometry.normal}

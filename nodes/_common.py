@@ -89,6 +89,20 @@ def weight_folders(marker: str) -> list[str]:
     return sorted(found)
 
 
+def weight_choices(marker: str, demo) -> list[str]:
+    """The loader's list: weights in models/dreamdance first (the default when there are any), then the shipped demo
+    checkpoint (``demo``: its :class:`DemoInfo` or None), then the tiny random model."""
+    return [*weight_folders(marker), *([DEMO] if demo else []), TINY_DEMO]
+
+
+def demo_folder(demo, folder):
+    """The shipped demo checkpoint's folder (``demo``: its :class:`DemoInfo`, None when ``folder`` lacks it)."""
+    if demo is None:
+        raise FileNotFoundError(f"the demo checkpoint is missing from this copy of the pack ({folder}): "
+                                "reinstall the pack, or choose other weights")  # fmt: skip
+    return demo.path
+
+
 def resolve_weight_folder(name: str, what: str, how_to_get: str):
     """Full path of ``name`` (as listed by :func:`weight_folders`) or an error naming the folders searched."""
     from pathlib import Path

@@ -5,7 +5,7 @@ Each node reads its inputs, converts them (``_common``), calls one core function
 
 from __future__ import annotations
 
-from ._common import DEMO, NONE, TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
+from ._common import DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
 
 GEOMETRY_MODEL = "DREAMDANCE_GEOMETRY_MODEL"
 WINDOWS = "DREAMDANCE_WINDOWS"
@@ -18,21 +18,10 @@ PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def _stage1_choices() -> list[str]:
-    """Weights in models/dreamdance first (the default when there are any), then the shipped demo, then tiny random."""
     from ..dreamdance_core.demo import stage1_demo
-    from ._common import weight_folders
+    from ._common import weight_choices
 
-    return [*weight_folders(STAGE1_MARKER), *([DEMO] if stage1_demo() else []), TINY_DEMO]
-
-
-def _demo_folder():
-    from ..dreamdance_core.demo import STAGE1_DIR, stage1_demo
-
-    demo = stage1_demo()
-    if demo is None:
-        raise FileNotFoundError(f"the demo checkpoint is missing from this copy of the pack ({STAGE1_DIR}): "
-                                "reinstall the pack, or choose other weights")  # fmt: skip
-    return demo.path
+    return weight_choices(STAGE1_MARKER, stage1_demo())
 
 
 class DreamDanceGeometryModelLoader:
@@ -68,14 +57,15 @@ class DreamDanceGeometryModelLoader:
     def load(self, stage1_weights, base_checkpoint, clip_vision, precision, keep_loaded):
         import torch
 
+        from ..dreamdance_core.demo import STAGE1_DIR, stage1_demo
         from ..dreamdance_core.loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
-        from ._common import resolve_weight_folder
+        from ._common import demo_folder, resolve_weight_folder
 
         dtype = getattr(torch, PRECISIONS[precision])
         if stage1_weights == TINY_DEMO:
             pipeline = tiny_geometry_pipeline()
         elif stage1_weights == DEMO:
-            pipeline = load_geometry_pipeline(_demo_folder(), dtype=dtype)
+            pipeline = load_geometry_pipeline(demo_folder(stage1_demo(), STAGE1_DIR), dtype=dtype)
         else:
             folder = resolve_weight_folder(stage1_weights, "DreamDance Stage-1 weights", HOW_TO_GET_STAGE1)
             pipeline = load_geometry_pipeline(

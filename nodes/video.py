@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
+from ._common import DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
 from .geometry import PRECISIONS, WINDOWS
 
 VIDEO_MODEL = "DREAMDANCE_VIDEO_MODEL"
@@ -15,9 +15,10 @@ MAP_INPUTS = {"pose": "pose_images", "depth": "depth", "normal": "normal"}
 
 
 def _stage2_choices() -> list[str]:
-    from ._common import weight_folders
+    from ..dreamdance_core.demo import stage2_demo
+    from ._common import weight_choices
 
-    return [*weight_folders(STAGE2_MARKER), TINY_DEMO]
+    return weight_choices(STAGE2_MARKER, stage2_demo())
 
 
 class DreamDanceVideoModelLoader:
@@ -34,8 +35,11 @@ class DreamDanceVideoModelLoader:
         return {
             "required": {
                 "stage2_weights": (_stage2_choices(), {"tooltip": "DreamDance Stage-2 weights folder in "
-                                   "models/dreamdance. '(tiny random demo)' builds a tiny untrained model: it runs "
-                                   "the whole graph in seconds, but its frames are noise."}),
+                                   f"models/dreamdance. '{DEMO}' is the small model shipped with the pack, trained on "
+                                   "synthetic mannequins at 64x96 over a small SVD of its own (sample at that size; "
+                                   "svd_checkpoint is not used). "
+                                   f"'{TINY_DEMO}' builds a tiny untrained model: it runs the whole graph in "
+                                   "seconds, but its frames are noise."}),
                 "svd_checkpoint": (choices("checkpoints"), {"tooltip": "Stable Video Diffusion img2vid 1.1 "
                                    "checkpoint (e.g. svd_xt_1_1.safetensors); '(none)' if the weights folder "
                                    "carries svd/."}),
@@ -49,11 +53,15 @@ class DreamDanceVideoModelLoader:
     def load(self, stage2_weights, svd_checkpoint, precision, keep_loaded):
         import torch
 
+        from ..dreamdance_core.demo import STAGE2_DIR, stage2_demo
         from ..dreamdance_core.loading.stage2 import load_video_pipeline, tiny_video_pipeline
-        from ._common import resolve_weight_folder
+        from ._common import demo_folder, resolve_weight_folder
 
         if stage2_weights == TINY_DEMO:
             pipeline = tiny_video_pipeline()
+        elif stage2_weights == DEMO:
+            folder = demo_folder(stage2_demo(), STAGE2_DIR)
+            pipeline = load_video_pipeline(folder, dtype=getattr(torch, PRECISIONS[precision]))
         else:
             folder = resolve_weight_folder(stage2_weights, "DreamDance Stage-2 weights", HOW_TO_GET_STAGE2)
             pipeline = load_video_pipeline(

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from PIL import Image
 
 from bench import quality
 from dreamdance_core.geometry import depth_to_image
@@ -87,14 +88,19 @@ def test_options_that_conflict_are_refused():
         quality.parse_args([])
 
 
-def test_record_merges_results_and_margins_into_a_json_file(tmp_path):
-    path = tmp_path / "demo.json"
+def test_record_merges_results_and_margins_into_a_json_file_and_the_sheet_shows_both_stages(tmp_path):
+    path, sheet = tmp_path / "demo.json", tmp_path / "sheet.png"
     path.write_text('{"width": 64}')
     with contextlib.redirect_stdout(io.StringIO()):
-        results = quality.main([*ARGS, "--record", str(path)])
+        results = quality.main([*ARGS, "--record", str(path), "--sheet", str(sheet)])
     record = json.loads(path.read_text())
     assert record["width"] == 64  # other keys kept
     assert record["benchmark"]["results"] == results
     assert record["benchmark"]["margins"] == quality.margins(results)
     assert record["benchmark"]["margins"]["Stage 1"].keys() == set(quality.GEOMETRY_METRICS)
-    assert record["benchmark"]["settings"]["cases"] == 1 and record["benchmark"]["settings"]["seed"] == 7
+    settings = record["benchmark"]["settings"]
+    assert settings["cases"] == 1 and settings["seed"] == 7
+    assert (settings["steps"], settings["video_steps"], settings["min_cfg"], settings["max_cfg"]) == (1, 1, 1.0, 3.0)
+    # reference, pose, then prediction above ground truth for Stage 1's RGB, normal, depth and Stage 2's video
+    with Image.open(sheet) as image:
+        assert image.height == 10 * 48 + 9 * 2
