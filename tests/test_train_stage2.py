@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dreamdance_core.dataset import read_clip
 from dreamdance_core.loading.svd import load_stage2_control
 from dreamdance_core.synthetic import generate_dataset
 from tests.test_train_stage1 import ENV, REPO, read_losses
@@ -125,16 +126,22 @@ def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path):
     command = [sys.executable, str(REPO / "train" / "vae.py"), "--kind", "svd", "--train_data_dir", str(dataset),
                "--output_dir", str(base), "--width", "32", "--height", "48", "--clip_frames", "2", "--steps", "101",
                "--batch_size", "2", "--vae_channels", "32", "32", "--unet_channels", "32", "32",
-               "--learning_rate", "2e-3"]  # fmt: skip
+               "--learning_rate", "2e-3", "--eval_data_dir", str(tmp_path / "eval")]  # fmt: skip
+    generate_dataset(tmp_path / "eval", num_videos=1, num_frames=2, width=32, height=48, seed=1)
     subprocess.run(command, check=True, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     record = json.loads((base / "vae_training.json").read_text())
-    first, last = record["losses_every_100"][0], record["losses_every_100"][-1]
+    first, last = record["mean_loss_per_100_steps"][0], record["mean_loss_per_100_steps"][-1]
     assert last < 0.8 * first, f"the temporal VAE did not learn: L1 {first:.3f} -> {last:.3f}"
     before = load_svd_folder(base)  # strict: a complete diffusers SVD folder
     quant = before.vae.quant_conv
     torch.testing.assert_close(quant.weight[..., 0, 0], torch.eye(quant.weight.shape[0]), rtol=0, atol=0)
     assert list(before.unet.config.down_block_types) == ["CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"]
     assert before.scheduler_config["prediction_type"] == "v_prediction"
+    clip = torch.from_numpy(read_clip(tmp_path / "eval" / "synth_00000").rgb).movedim(-1, 1).float() / 127.5 - 1
+    with torch.no_grad():  # the recorded held-out PSNR: the saved VAE decoding the clip's 2 frames together
+        reconstruction = before.vae.decode(before.vae.encode(clip).latent_dist.mode(), num_frames=2).sample.clamp(-1, 1)
+    mse = ((reconstruction - clip) / 2).double().pow(2).flatten(1).mean(1)
+    assert record["eval_psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), abs=1e-4)
 
     pretrained = tmp_path / "pretrained"
     run_stage2("--tiny", "false", "--svd_pretraining", "true", "--pretrained_svd", str(base), "--train_data_dir",

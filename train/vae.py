@@ -64,6 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--kl_weight", type=float, default=1e-6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval_data_dir", help="dataset folder never trained on: the reconstruction PSNR of its "
+                        "frames (RGB, depth and normal for sd15; RGB clips for svd) is printed and recorded")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1 or args.clip_frames < 1:
         parser.error(f"--steps, --batch_size and --clip_frames must be >= 1, got {args.steps}, {args.batch_size} and "
@@ -109,15 +111,15 @@ def build_vae(channels: Sequence[int], latent_channels: int = 4):
 
 
 def train_vae(vae, images: torch.Tensor, args: argparse.Namespace) -> list[float]:
-    """L1 reconstruction of the posterior mean + ``kl_weight`` x KL, AdamW with cosine decay; returns the loss every
-    100 steps. ``images`` ``[N, frames, 3, H, W]`` (a temporal VAE) are decoded a clip at a time."""
+    """L1 reconstruction of the posterior mean + ``kl_weight`` x KL, AdamW with cosine decay; returns the mean loss of
+    every 100 steps. ``images`` ``[N, frames, 3, H, W]`` (a temporal VAE) are decoded a clip at a time."""
     generator = torch.Generator().manual_seed(args.seed)
     trainable = [p for p in vae.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
     clips = images.ndim == 5
     vae.train()
-    losses = []
+    losses, recent = [], []
     for step in range(args.steps):
         batch = images[torch.randint(len(images), (args.batch_size,), generator=generator)]
         frames = {"num_frames": batch.shape[1]} if clips else {}
@@ -130,10 +132,28 @@ def train_vae(vae, images: torch.Tensor, args: argparse.Namespace) -> list[float
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         schedule.step()
-        if step % 100 == 0 or step == args.steps - 1:
-            losses.append(loss.item())
-            print(f"step {step}: loss {losses[-1]:.4f}", flush=True)
+        recent.append(loss.item())
+        if (step + 1) % 100 == 0 or step == args.steps - 1:
+            losses.append(sum(recent) / len(recent))
+            print(f"step {step + 1}: mean loss {losses[-1]:.4f} over the last {len(recent)} steps", flush=True)
+            recent = []
     return losses
+
+
+@torch.no_grad()
+def reconstruction_psnr(vae, images: torch.Tensor) -> float:
+    """Mean PSNR (dB, on 0..1) of the reconstructions of the posterior means of ``images`` (as :func:`load_images`
+    returns them: a temporal VAE decodes a clip at a time)."""
+    from dreamdance_core.metrics import psnr
+
+    clips = images.ndim == 5
+    scores = []
+    for chunk in images.split(1 if clips else 64):
+        frames = {"num_frames": chunk.shape[1]} if clips else {}
+        chunk = chunk.flatten(0, 1) if clips else chunk
+        reconstruction = vae.decode(vae.encode(chunk).latent_dist.mode(), **frames).sample.clamp(-1, 1)
+        scores.append(psnr((reconstruction + 1) / 2, (chunk + 1) / 2))
+    return float(np.mean(scores))
 
 
 @torch.no_grad()
@@ -184,7 +204,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
         (output / SCHEDULER_CONFIG).parent.mkdir(parents=True, exist_ok=True)
         (output / SCHEDULER_CONFIG).write_text(json.dumps(scheduler, indent=1))
-    record = {"args": vars(args), "losses_every_100": losses, "seconds": time.perf_counter() - started}
+    record = {"args": vars(args), "mean_loss_per_100_steps": losses, "seconds": time.perf_counter() - started}
+    if args.eval_data_dir:
+        held_out = load_images(args.eval_data_dir, args.width, args.height, args.clip_frames if args.kind == "svd" else None)
+        record["eval_psnr"] = reconstruction_psnr(vae, held_out)
+        print(f"reconstruction PSNR on {len(held_out)} held-out {'clips' if held_out.ndim == 5 else 'images'} of "
+              f"{args.eval_data_dir}: {record['eval_psnr']:.2f} dB")
     (output / "vae_training.json").write_text(json.dumps(record, indent=1))
     print(f"wrote {output}/{{vae,{','.join(others)}{',scheduler' if scheduler else ''}}} in {record['seconds']:.0f} s "
           f"(scaling_factor {vae.config.scaling_factor:.4f})")  # fmt: skip
