@@ -48,3 +48,25 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["--stage2", str(tmp_path / "missing"), "--base", str(tmp_path / "sd.safetensors"),
                  "--output", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_shipped_stage2_demo_is_the_default_video_model(tmp_path, monkeypatch, capsys):
+    """With a Stage-2 demo folder in the pack (here a tiny one, written by the real savers), the main job animates
+    with it at its demo.json's settings instead of the tiny random model."""
+    from dreamdance_core import demo
+    from dreamdance_core.loading.stage2 import tiny_video_pipeline
+    from dreamdance_core.loading.svd import save_stage2_control, save_svd_folder
+
+    folder = tmp_path / "stage2"
+    video = tiny_video_pipeline(seed=3)
+    save_stage2_control(folder, video.controller, video.controlnet)
+    save_svd_folder(video.components, folder / "svd")
+    (folder / "demo.json").write_text(json.dumps({"width": 64, "height": 96, "steps": 2, "guidance": [1.0, 2.0]}))
+    monkeypatch.setattr(demo, "STAGE2_DIR", folder)
+    out = tmp_path / "o"
+    assert main(["--frames", "2", "--steps", "1", "--window", "2", "--overlap", "1", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"Stage 2: the shipped demo checkpoint ({folder})" in printed
+    assert "Stage 2: 2 frames at 64x96, 2 steps" in printed  # the demo's steps; its size is the reference's
+    assert "RANDOMLY" not in printed and "reminder" not in printed
+    assert Image.open(out / "video.webp").n_frames == 2

@@ -86,6 +86,35 @@ def test_loader_reads_a_stage2_folder(nodes, comfy_stubs):
     assert _animate(nodes, model).shape == (3, H, W, 3)
 
 
+def test_a_shipped_demo_is_offered_after_user_weights_and_loads(nodes, comfy_stubs, tmp_path, monkeypatch):
+    import importlib
+
+    demo = importlib.import_module(nodes.__name__.rsplit(".", 2)[0] + ".dreamdance_core.demo")  # as the node sees it
+    def choices():
+        return nodes.DreamDanceVideoModelLoader.INPUT_TYPES()["required"]["stage2_weights"][0]
+
+    monkeypatch.setattr(demo, "STAGE2_DIR", tmp_path / "missing")
+    assert "(demo: synthetic mannequins)" not in choices()
+    with pytest.raises(FileNotFoundError, match="demo checkpoint is missing"):
+        _run(nodes.DreamDanceVideoModelLoader, stage2_weights="(demo: synthetic mannequins)", svd_checkpoint="(none)",
+             precision="fp32", keep_loaded=False)
+
+    components = tiny_svd_components()
+    controller, controlnet = tiny_controller(), tiny_controlnet(components.unet)
+    randomize_(controlnet.controlnet_mid_block)
+    folder = tmp_path / "stage2"
+    save_stage2_control(folder, controller, controlnet)
+    save_diffusers_folder(components, folder / "svd")
+    (folder / "demo.json").write_text('{"width": 32, "height": 48, "steps": 2, "guidance": [1.0, 2.5]}')
+    save_stage2_control(comfy_stubs.models_dir / "dreamdance" / "mine", controller, controlnet)
+    monkeypatch.setattr(demo, "STAGE2_DIR", folder)
+    assert choices() == ["mine", "(demo: synthetic mannequins)", "(tiny random demo)"]  # user weights: the default
+    (model,) = _run(nodes.DreamDanceVideoModelLoader, stage2_weights="(demo: synthetic mannequins)",
+                    svd_checkpoint="(none)", precision="fp32", keep_loaded=False)
+    assert state_dicts_equal(model.controlnet.state_dict(), controlnet.state_dict())
+    assert not model.random_weights
+
+
 def test_missing_svd_says_where_to_get_it(nodes, comfy_stubs):
     components = tiny_svd_components()
     save_stage2_control(comfy_stubs.models_dir / "dreamdance" / "bare", tiny_controller(), tiny_controlnet(components.unet))
