@@ -8,12 +8,14 @@ Core images are float ``[frames, 3, H, W]`` in -1..1.
 * **Normal image**: camera-space unit normals, x right, y up, z toward the camera (OpenGL convention), written
   directly as the three channels in -1..1; background is the zero vector (mid grey).
 * **Latents**: ``vae.encode(image).latent_dist.mean * scaling_factor`` (the distribution mean, so encoding is
-  deterministic); decoding divides by the scaling factor and clamps to -1..1.
+  deterministic; :mod:`dreamdance_core.autoencoder`); decoding divides by the scaling factor and clamps to -1..1.
 """
 
 from __future__ import annotations
 
 import torch
+
+from .autoencoder import decode, encode
 
 
 def depth_to_image(depth: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,7 +65,7 @@ def encode_latents(vae, images: torch.Tensor, chunk_size: int = 8) -> torch.Tens
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     images = images.to(device=vae.device, dtype=vae.dtype)
-    latents = [vae.encode(chunk).latent_dist.mean for chunk in images.split(chunk_size)]
+    latents = [encode(vae, chunk) for chunk in images.split(chunk_size)]
     return torch.cat(latents) * vae.config.scaling_factor
 
 
@@ -73,7 +75,7 @@ def decode_latents(vae, latents: torch.Tensor, chunk_size: int = 8) -> torch.Ten
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     latents = latents.to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor
-    images = [vae.decode(chunk).sample for chunk in latents.split(chunk_size)]
+    images = [decode(vae, chunk) for chunk in latents.split(chunk_size)]
     return torch.cat(images).float().clamp(-1.0, 1.0)
 
 

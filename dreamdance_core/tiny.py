@@ -162,6 +162,19 @@ def svd_vae(block_out_channels: tuple[int, ...] = (32, 64), latent_channels: int
     return vae
 
 
+def tiny_autoencoder(channels: int = 48, blocks: tuple[int, ...] = (1, 2), latent_channels: int = 4):
+    """TAESD-style ``AutoencoderTiny`` (convolutions and ReLUs, no normalisation) with ``len(blocks)`` levels of
+    ``channels`` each (downscale ``2^(len(blocks) - 1)``); ``blocks``: residual blocks per encoder level, from full
+    resolution down (the decoder mirrors them)."""
+    from diffusers import AutoencoderTiny
+
+    widths = (channels,) * len(blocks)
+    return AutoencoderTiny(
+        encoder_block_out_channels=widths, decoder_block_out_channels=widths, num_encoder_blocks=tuple(blocks),
+        num_decoder_blocks=tuple(blocks)[::-1], latent_channels=latent_channels,
+    ).eval()  # fmt: skip
+
+
 def tiny_svd_vae(seed: int = 1):
     """Tiny :func:`svd_vae` (2x downscale, 4 latent channels)."""
     torch.manual_seed(seed)

@@ -60,6 +60,14 @@ def test_diffusers_folder_with_missing_weights_is_refused(components, tmp_path):
         load_svd_folder(tmp_path / "nowhere")
 
 
+def test_diffusers_folder_with_another_vae_class_is_refused(components, tmp_path):
+    folder = save_diffusers_folder(components, tmp_path)
+    config = json.loads((folder / "vae" / "config.json").read_text())
+    (folder / "vae" / "config.json").write_text(json.dumps({**config, "_class_name": "AutoencoderKL"}))
+    with pytest.raises(WeightFileError, match="'AutoencoderKL'.*one of AutoencoderKLTemporalDecoder, AutoencoderTiny"):
+        load_svd_folder(folder)
+
+
 def test_single_file_round_trip_is_bit_exact(components, tmp_path):
     original = svd_single_file_state_dict(components)
     # a real ComfyUI file carries more (e.g. the conditioner's VAE-encoder copy); it is ignored

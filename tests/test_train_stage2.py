@@ -117,8 +117,10 @@ def test_paper_config(stage2):
         stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o"])
 
 
-def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path):
-    """train/vae.py --kind svd -> stage2.py --svd_pretraining (the UNet learns, the rest stays) -> Stage 2 proper."""
+@pytest.mark.parametrize("vae_type", ["kl", "tiny"])
+def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path, vae_type):
+    """train/vae.py --kind svd -> stage2.py --svd_pretraining (the UNet learns, the rest stays) -> Stage 2 proper, with
+    SVD's temporal KL VAE or a TAESD-style AutoencoderTiny (the demo's)."""
     from dreamdance_core.loading.stage2 import load_video_pipeline
     from dreamdance_core.loading.svd import load_svd_folder
 
@@ -126,20 +128,28 @@ def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path):
     command = [sys.executable, str(REPO / "train" / "vae.py"), "--kind", "svd", "--train_data_dir", str(dataset),
                "--output_dir", str(base), "--width", "32", "--height", "48", "--clip_frames", "2", "--steps", "101",
                "--batch_size", "2", "--vae_channels", "32", "32", "--unet_channels", "32", "32",
-               "--learning_rate", "2e-3", "--eval_data_dir", str(tmp_path / "eval")]  # fmt: skip
+               "--learning_rate", "2e-3", "--eval_data_dir", str(tmp_path / "eval"), "--vae_type", vae_type,
+               "--vae_blocks", "1", "1"]  # fmt: skip
     generate_dataset(tmp_path / "eval", num_videos=1, num_frames=2, width=32, height=48, seed=1)
     subprocess.run(command, check=True, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     record = json.loads((base / "vae_training.json").read_text())
     first, last = record["mean_loss_per_100_steps"][0], record["mean_loss_per_100_steps"][-1]
-    assert last < 0.8 * first, f"the temporal VAE did not learn: L1 {first:.3f} -> {last:.3f}"
+    assert last < 0.8 * first, f"the {vae_type} VAE did not learn: L1 {first:.3f} -> {last:.3f}"
     before = load_svd_folder(base)  # strict: a complete diffusers SVD folder
-    quant = before.vae.quant_conv
-    torch.testing.assert_close(quant.weight[..., 0, 0], torch.eye(quant.weight.shape[0]), rtol=0, atol=0)
+    expected = {"kl": "AutoencoderKLTemporalDecoder", "tiny": "AutoencoderTiny"}[vae_type]
+    assert type(before.vae).__name__ == expected and before.vae_scale_factor == 2
+    if vae_type == "kl":
+        quant = before.vae.quant_conv
+        torch.testing.assert_close(quant.weight[..., 0, 0], torch.eye(quant.weight.shape[0]), rtol=0, atol=0)
     assert list(before.unet.config.down_block_types) == ["CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"]
     assert before.scheduler_config["prediction_type"] == "v_prediction"
     clip = torch.from_numpy(read_clip(tmp_path / "eval" / "synth_00000").rgb).movedim(-1, 1).float() / 127.5 - 1
-    with torch.no_grad():  # the recorded held-out PSNR: the saved VAE decoding the clip's 2 frames together
-        reconstruction = before.vae.decode(before.vae.encode(clip).latent_dist.mode(), num_frames=2).sample.clamp(-1, 1)
+    with torch.no_grad():  # the recorded held-out PSNR: the saved VAE (the KL one decoding the 2 frames together)
+        if vae_type == "kl":
+            reconstruction = before.vae.decode(before.vae.encode(clip).latent_dist.mode(), num_frames=2).sample
+        else:
+            reconstruction = before.vae.decode(before.vae.encode(clip).latents).sample
+        reconstruction = reconstruction.clamp(-1, 1)
     mse = ((reconstruction - clip) / 2).double().pow(2).flatten(1).mean(1)
     assert record["eval_psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), abs=1e-4)
 

@@ -152,6 +152,7 @@ class Stage2Denoiser(torch.nn.Module):
 @torch.no_grad()
 def make_inputs(batch: dict, components: SVDComponents, args: argparse.Namespace, generator: torch.Generator):
     """Model inputs, the clean latents ``[b, f, c, h, w]`` and the EDM quantities for one batch."""
+    from dreamdance_core.autoencoder import encode
     from dreamdance_core.models.clip_image import encode_clip_image
     from dreamdance_core.robust_conditioning import RobustConditioning
 
@@ -160,7 +161,7 @@ def make_inputs(batch: dict, components: SVDComponents, args: argparse.Namespace
     b, f = frames.shape[:2]
     dtype = vae.dtype
     # 1. clean latents (distribution mode, scaled) and EDM noise level per clip
-    latents = vae.encode(frames.flatten(0, 1).to(dtype)).latent_dist.mode().float() * vae.config.scaling_factor
+    latents = encode(vae, frames.flatten(0, 1).to(dtype)).float() * vae.config.scaling_factor
     latents = latents.view(b, f, *latents.shape[1:])
     sigma = torch.exp(args.noise_p_mean + args.noise_p_std * torch.randn(b, generator=generator, device=device))
     sigma = sigma.view(b, 1, 1, 1, 1)
@@ -170,7 +171,7 @@ def make_inputs(batch: dict, components: SVDComponents, args: argparse.Namespace
     keep = (torch.rand(b, generator=generator, device=device) >= args.reference_dropout).float()
     embeds = encode_clip_image(components.image_encoder, reference).float()[:, None] * keep.view(b, 1, 1)
     augmented = reference + args.noise_aug_strength * torch.randn(reference.shape, generator=generator, device=device)
-    image_latents = vae.encode(augmented.to(dtype)).latent_dist.mode().float() * keep.view(b, 1, 1, 1)
+    image_latents = encode(vae, augmented.to(dtype)).float() * keep.view(b, 1, 1, 1)
     # 3. control maps with robust conditioning (per clip, frame and modality)
     maps = {"pose": batch["pose_maps"], "depth": batch["depth"], "normal": batch["normal"]}
     dropout = RobustConditioning(dict(zip(MODALITIES, args.control_dropout)))

@@ -19,13 +19,16 @@ shipped or downloaded for a CPU demo).
 
 * ``vae/`` - an ``AutoencoderKLTemporalDecoder`` (:func:`dreamdance_core.tiny.svd_vae`) trained the same way on RGB
   clips only (Stage 2 encodes only video frames; its control maps enter the controller as pixels), decoding
-  ``--clip_frames`` frames together through its temporal decoder, as SVD decodes;
+  ``--clip_frames`` frames together through its temporal decoder, as SVD decodes; or with ``--vae_type tiny`` a
+  TAESD-style ``AutoencoderTiny`` (:func:`dreamdance_core.tiny.tiny_autoencoder`; L1 only, it has no posterior),
+  which the Stage-2 demo uses: a KL decoder this small loses a frame's colours (``train/README.md``);
 * ``unet/`` - a small SVD-shaped UNet (:func:`dreamdance_core.tiny.small_svd_unet`), random: SVD's own
   image-to-video pretraining is ``train/stage2.py --svd_pretraining``, since Stage 2 proper keeps the UNet frozen;
 * ``image_encoder/`` as above, and ``scheduler/`` - SVD's scheduler config.
 
     python train/vae.py --train_data_dir data --output_dir runs/demo_base --steps 1500
     python train/vae.py --kind svd --train_data_dir data --output_dir runs/svd_base --steps 1500
+    python train/vae.py --kind svd --vae_type tiny --vae_channels 48 48 --train_data_dir data --output_dir runs/svd_base
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dreamdance_core import autoencoder
 from dreamdance_core.dataset import read_clip, read_index
 
 
@@ -50,6 +54,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kind", choices=("sd15", "svd"), default="sd15",
                         help="sd15: Stage 1's base (VAE on RGB, depth and normal images); svd: Stage 2's (temporal "
                         "VAE on RGB clips, SVD-shaped UNet, SVD's scheduler)")
+    parser.add_argument("--vae_type", choices=("kl", "tiny"), default="kl",
+                        help="kl: SD's AutoencoderKL (sd15) or SVD's AutoencoderKLTemporalDecoder (svd); tiny: a "
+                        "TAESD-style AutoencoderTiny (--vae_channels: one width per level, all equal), which keeps a "
+                        "frame's colours where a small KL decoder loses them")
+    parser.add_argument("--vae_blocks", type=int, nargs="+", default=[1, 2],
+                        help="tiny: residual blocks per encoder level (one per --vae_channels entry)")
     parser.add_argument("--clip_frames", type=int, default=4, help="svd: frames decoded together while training")
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=96)
@@ -70,7 +80,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.steps < 1 or args.batch_size < 1 or args.clip_frames < 1:
         parser.error(f"--steps, --batch_size and --clip_frames must be >= 1, got {args.steps}, {args.batch_size} and "
                      f"{args.clip_frames}")
-    if args.kind == "svd" and any(c % 32 for c in args.vae_channels):
+    if args.vae_type == "tiny" and args.kind != "svd":
+        parser.error("--vae_type tiny is for --kind svd (Stage 1's loaders read SD's AutoencoderKL)")
+    if args.vae_type == "tiny" and (len(set(args.vae_channels)) != 1 or len(args.vae_channels) != len(args.vae_blocks)):
+        parser.error(f"--vae_type tiny: --vae_channels must be one width repeated per level and match --vae_blocks in "
+                     f"length, got {args.vae_channels} and {args.vae_blocks}")
+    if args.kind == "svd" and args.vae_type == "kl" and any(c % 32 for c in args.vae_channels):
         parser.error(f"--kind svd: --vae_channels must be multiples of 32 (the temporal VAE's group norm), got "
                      f"{args.vae_channels}")
     return args
@@ -122,11 +137,14 @@ def train_vae(vae, images: torch.Tensor, args: argparse.Namespace) -> list[float
     losses, recent = [], []
     for step in range(args.steps):
         batch = images[torch.randint(len(images), (args.batch_size,), generator=generator)]
-        frames = {"num_frames": batch.shape[1]} if clips else {}
+        num_frames = batch.shape[1] if clips else None
         batch = batch.flatten(0, 1) if clips else batch  # [(b f), 3, H, W]
-        posterior = vae.encode(batch).latent_dist
-        reconstruction = vae.decode(posterior.mode(), **frames).sample  # deterministic: the pipelines encode the mean
-        loss = F.l1_loss(reconstruction, batch) + args.kl_weight * posterior.kl().mean()
+        encoded = vae.encode(batch)
+        posterior = getattr(encoded, "latent_dist", None)  # None: a deterministic AutoencoderTiny
+        latents = encoded.latents if posterior is None else posterior.mode()  # the pipelines encode the mean
+        loss = F.l1_loss(autoencoder.decode(vae, latents, num_frames), batch)
+        if posterior is not None:
+            loss = loss + args.kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -149,9 +167,9 @@ def reconstruction_psnr(vae, images: torch.Tensor) -> float:
     clips = images.ndim == 5
     scores = []
     for chunk in images.split(1 if clips else 64):
-        frames = {"num_frames": chunk.shape[1]} if clips else {}
+        num_frames = chunk.shape[1] if clips else None
         chunk = chunk.flatten(0, 1) if clips else chunk
-        reconstruction = vae.decode(vae.encode(chunk).latent_dist.mode(), **frames).sample.clamp(-1, 1)
+        reconstruction = autoencoder.decode(vae, autoencoder.encode(vae, chunk), num_frames).clamp(-1, 1)
         scores.append(psnr((reconstruction + 1) / 2, (chunk + 1) / 2))
     return float(np.mean(scores))
 
@@ -159,7 +177,7 @@ def reconstruction_psnr(vae, images: torch.Tensor) -> float:
 @torch.no_grad()
 def latent_scale(vae, images: torch.Tensor, count: int = 512) -> float:
     """``1 / std`` of the latent means of (up to) ``count`` training images."""
-    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in images[:count].split(64)])
+    latents = torch.cat([autoencoder.encode(vae, chunk) for chunk in images[:count].split(64)])
     return float(1.0 / latents.std())
 
 
@@ -172,8 +190,11 @@ def build_base(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, tor
     if args.kind == "svd":
         from dreamdance_core.loading.svd import SCHEDULER_CONFIG, SVD_CONFIG_DIR
 
-        vae = tiny.svd_vae(tuple(args.vae_channels), args.latent_channels, sample_size=max(args.width, args.height))
-        vae.quant_conv.requires_grad_(False)  # SVD has no quant_conv: it stays the identity
+        if args.vae_type == "tiny":
+            vae = tiny.tiny_autoencoder(args.vae_channels[0], tuple(args.vae_blocks), args.latent_channels)
+        else:
+            vae = tiny.svd_vae(tuple(args.vae_channels), args.latent_channels, sample_size=max(args.width, args.height))
+            vae.quant_conv.requires_grad_(False)  # SVD has no quant_conv: it stays the identity
         unet = tiny.small_svd_unet(tuple(args.unet_channels), **unet_layout)
         scheduler = json.loads((SVD_CONFIG_DIR / SCHEDULER_CONFIG).read_text())
     else:

@@ -315,16 +315,31 @@ def svd_single_file_state_dict(components: SVDComponents) -> dict[str, torch.Ten
     }
 
 
+VAE_CLASSES = ("AutoencoderKLTemporalDecoder", "AutoencoderTiny")
+"""What ``vae/config.json``'s ``_class_name`` may name: SVD's own VAE, or a TAESD-style one (the Stage-2 demo's)."""
+
+
+def _vae_class(folder: Path) -> type:
+    import diffusers
+
+    name = _read_json(folder / "config.json").get("_class_name")
+    if name not in VAE_CLASSES:
+        raise WeightFileError(
+            f"{folder / 'config.json'} names a {name!r}; an SVD VAE must be one of {', '.join(VAE_CLASSES)}"
+        )
+    return getattr(diffusers, name)
+
+
 def load_svd_folder(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> SVDComponents:
-    """SVD from a diffusers folder (as ``StableVideoDiffusionPipeline.save_pretrained`` writes it), strictly."""
-    from diffusers import AutoencoderKLTemporalDecoder
+    """SVD from a diffusers folder (as ``StableVideoDiffusionPipeline.save_pretrained`` writes it), strictly. Its VAE
+    is SVD's ``AutoencoderKLTemporalDecoder`` or an ``AutoencoderTiny`` (``vae/config.json`` says which)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     folder = Path(folder)
     if not folder.is_dir():
         raise WeightFileError(f"SVD folder {folder} not found; point at a diffusers SVD folder (unet/, vae/, image_encoder/)")
     unet = load_model_strict(ControlledSVDUNet, folder / "unet")
-    vae = load_model_strict(AutoencoderKLTemporalDecoder, folder / "vae")
+    vae = load_model_strict(_vae_class(folder / "vae"), folder / "vae")
     clip_config = _read_json(folder / "image_encoder" / "config.json")
     image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_config))
     weights = folder / "image_encoder" / CLIP_WEIGHTS_NAME

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 
+from ..autoencoder import decode, encode
 from ..geometry import latent_preview
 from ..models.clip_image import encode_clip_image
 from ..models.controller import ControlMapError, CrossDomainController
@@ -44,7 +45,7 @@ class Stage2InputError(ValueError):
 
 @dataclass
 class SVDComponents:
-    """The pretrained SVD parts: ``ControlledSVDUNet``, ``AutoencoderKLTemporalDecoder``,
+    """The pretrained SVD parts: ``ControlledSVDUNet``, ``AutoencoderKLTemporalDecoder`` (or ``AutoencoderTiny``),
     ``CLIPVisionModelWithProjection`` and the ``EulerDiscreteScheduler`` config (a dict)."""
 
     unet: torch.nn.Module
@@ -133,10 +134,7 @@ def _check_control(control: Stage2Control, components: SVDComponents, options: S
 def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, decode_chunk_size: int) -> torch.Tensor:
     """``[f, c, h, w]`` SVD latents -> frames ``[f, 3, H, W]`` in -1..1, ``decode_chunk_size`` frames at a time."""
     latents = latents / vae.config.scaling_factor
-    frames = [
-        vae.decode(chunk, num_frames=chunk.shape[0]).sample.float()
-        for chunk in latents.split(decode_chunk_size, dim=0)
-    ]
+    frames = [decode(vae, chunk, num_frames=chunk.shape[0]).float() for chunk in latents.split(decode_chunk_size, dim=0)]
     return torch.cat(frames, dim=0).clamp(-1.0, 1.0)
 
 
@@ -186,7 +184,7 @@ def sample_stage2(
     # 2. noise-augmented reference latent: [1, c, h, w]
     noise = torch.randn(reference.shape, generator=generator)
     augmented = (reference + options.noise_aug_strength * noise).to(device=device, dtype=vae.dtype)
-    image_latents = vae.encode(augmented).latent_dist.mode().to(dtype)
+    image_latents = encode(vae, augmented).to(dtype)
     if do_cfg:
         image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
         image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
