@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO_ROOT))  # a script run from anywhere: the harness an
 import numpy as np  # noqa: E402
 
 from dreamdance_core.dataset import depth_to_unit  # noqa: E402
-from dreamdance_core.demo import stage1_demo  # noqa: E402
+from dreamdance_core.demo import stage1_demo, stage2_demo  # noqa: E402
 from dreamdance_core.pose import PoseSequence, render_poses, sample_dance, to_pose_keypoint  # noqa: E402
 from dreamdance_core.synthetic.generate import render_sample  # noqa: E402
 from tests.comfyui.harness import ComfyInstall, ComfyServer, ServerDirs  # noqa: E402
@@ -200,13 +200,18 @@ def pose_editing() -> Workflow:
     )
 
 
-STAGE2 = {"width": 512, "height": 768, "steps": 25}  # the paper's Stage-2 resolution
+# Stage 2 as the shipped demo checkpoint samples (dreamdance_core/demo/stage2/demo.json); real weights: 512x768, 25 steps
+DEMO_STAGE2 = stage2_demo()
+STAGE2 = {"width": DEMO_STAGE2.width, "height": DEMO_STAGE2.height, "steps": DEMO_STAGE2.steps,
+          **dict(zip(("min_cfg", "max_cfg"), DEMO_STAGE2.guidance))}  # fmt: skip
+VIDEO_LOADER = {"stage2_weights": "(demo: synthetic mannequins)", "precision": "fp32"}  # the demo is for CPUs
 VIDEO_FPS = 7.0  # SVD's frame-rate conditioning default (DreamDance Animate's fps input)
 VIDEO_NOTE = (
-    "\n\nVideo model: '(tiny random demo)' needs no weights (its frames are noise: no Stage-2 demo checkpoint exists "
-    "yet). For real videos put DreamDance Stage-2 weights (train/stage2.py) into models/dreamdance/ and SVD img2vid "
-    "1.1 (svd_xt_1_1.safetensors) into models/checkpoints. Stage 2 runs at 512x768; the geometry maps are resized "
-    "to it."
+    "\n\nVideo model: '(demo: synthetic mannequins)' is the small Stage-2 model shipped with the pack (with its own "
+    "small SVD), trained on the same mannequins at 64x96, so Animate works at that size. For real videos put "
+    "DreamDance Stage-2 weights (train/stage2.py) into models/dreamdance/ and SVD img2vid 1.1 "
+    "(svd_xt_1_1.safetensors) into models/checkpoints, choose them in the loader, set Animate to 512x768 (the "
+    "paper's Stage-2 size) and 25 steps; the geometry maps are resized to it."
 )
 
 
@@ -218,7 +223,7 @@ def animation(name: str, description: str, num_frames: int, windows: bool, note_
         Node("pose", "DreamDanceSamplePose", 1, {"num_frames": num_frames, "width": 512, "height": 768}),
         Node("render", "DreamDanceRenderPose", 1, {"width": 512, "height": 768}),
         Node("geometry_loader", "DreamDanceGeometryModelLoader", 2, {"stage1_weights": "(demo: synthetic mannequins)"}),
-        Node("video_loader", "DreamDanceVideoModelLoader", 2, {"stage2_weights": "(tiny random demo)"}),
+        Node("video_loader", "DreamDanceVideoModelLoader", 2, VIDEO_LOADER),
         Node("geometry", "DreamDancePoseToGeometry", 3, {**STAGE1, "seed": 0, "control_after_generate": "fixed"}),
         Node("animate", "DreamDanceAnimate", 4, {**STAGE2, "seed": 0, "control_after_generate": "fixed"}),
         Node("save", "SaveAnimatedWEBP", 5, {"filename_prefix": f"dreamdance/{name}", "fps": VIDEO_FPS},
@@ -285,7 +290,7 @@ def stage2_external_geometry() -> Workflow:
             Node("pose", "LoadImage", 1, {"image": MAP_FILES["pose"]}, title="Pose maps", size=IMAGE_NODE),
             Node("depth", "LoadImage", 1, {"image": MAP_FILES["depth"]}, title="Depth maps", size=IMAGE_NODE),
             Node("normal", "LoadImage", 2, {"image": MAP_FILES["normal"]}, title="Normal maps", size=IMAGE_NODE),
-            Node("video_loader", "DreamDanceVideoModelLoader", 2, {"stage2_weights": "(tiny random demo)"}),
+            Node("video_loader", "DreamDanceVideoModelLoader", 2, VIDEO_LOADER),
             Node("animate", "DreamDanceAnimate", 3, {**STAGE2, "seed": 0, "control_after_generate": "fixed"}),
             Node("save", "SaveAnimatedWEBP", 4, {"filename_prefix": "dreamdance/external", "fps": VIDEO_FPS},
                  title="Save video"),

@@ -21,7 +21,6 @@ EXPECTED = {"geometry_only", "pose_editing", "full_pipeline", "long_video", "sta
 CORE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "SaveAnimatedWEBP", "ImageBatch", "Note", "MarkdownNote",
               "Reroute"}
 THUMBNAIL_MAX_BYTES = 60_000
-TINY_DEMO = "(tiny random demo)"
 DEMO = "(demo: synthetic mannequins)"
 
 
@@ -72,20 +71,23 @@ def test_only_pack_and_core_nodes(path: Path, pack_node_ids: set[str]):
 
 @workflow_paths
 def test_shipped_defaults_run_out_of_the_box(path: Path):
-    """A fresh install has no weights: Stage 1 runs the shipped demo checkpoint at the size and settings it was
-    trained and benchmarked at; Stage 2 (no demo checkpoint yet) the tiny random model at the paper's size."""
-    from dreamdance_core.demo import stage1_demo
+    """A fresh install has no weights: both stages run the shipped demo checkpoints (in fp32, on any device) at the
+    size and settings they were trained and benchmarked at."""
+    from dreamdance_core.demo import stage1_demo, stage2_demo
 
-    demo = stage1_demo()
+    demo, video_demo = stage1_demo(), stage2_demo()
     workflow = _workflow(path)
-    for loader_type, choice in (("DreamDanceGeometryModelLoader", DEMO), ("DreamDanceVideoModelLoader", TINY_DEMO)):
-        for loader in _nodes_of(workflow, loader_type):
-            assert loader["widgets_values"][0] == choice
+    for loader in _nodes_of(workflow, "DreamDanceGeometryModelLoader"):  # weights, base, clip vision, precision
+        assert loader["widgets_values"][0] == DEMO and loader["widgets_values"][3] == "fp32"
+    for loader in _nodes_of(workflow, "DreamDanceVideoModelLoader"):  # weights, svd, precision
+        assert loader["widgets_values"][0] == DEMO and loader["widgets_values"][2] == "fp32"
     for node in _nodes_of(workflow, "DreamDancePoseToGeometry"):  # width, height, steps, seed, control, cfg x3
         values = node["widgets_values"]
         assert values[:3] == [demo.width, demo.height, demo.steps] and tuple(values[5:8]) == demo.guidance
-    for node in _nodes_of(workflow, "DreamDanceAnimate"):
-        assert node["widgets_values"][:3] == [512, 768, 25]
+    for node in _nodes_of(workflow, "DreamDanceAnimate"):  # width, height, steps, seed, control, min / max cfg
+        values = node["widgets_values"]
+        assert values[:3] == [video_demo.width, video_demo.height, video_demo.steps]
+        assert tuple(values[5:7]) == video_demo.guidance
     if _nodes_of(workflow, "LoadImage"):  # a placeholder image name: a note must say to load one's own
         notes = [node["widgets_values"][0] for node in _nodes_of(workflow, "Note")]
         assert any("Load Image" in text for text in notes)
