@@ -7,8 +7,8 @@
 Reference image + skeleton poses (POSE_KEYPOINT / OpenPose JSON, or the built-in sample dance) -> Stage 1: per-frame
 depth, normal and low-res RGB -> Stage 2: the video. Writes PNG frames, an animated WebP and a side-by-side contact
 sheet. Without weights each stage runs its shipped demo checkpoint (:mod:`dreamdance_core.demo`: small models trained
-on synthetic mannequins at 64x96), and it says so; where there is none (Stage 2's is not shipped yet) it runs a tiny
-randomly initialised model of the real architecture, and says that too.
+on synthetic mannequins at 64x96), and it says so; where a copy carries none it runs a tiny randomly initialised
+model of the real architecture, and says that too.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 synthetic mannequins (:mod:`dreamdance_core.synthetic`), so the pipeline shows a real result on a fresh CPU-only
 machine without downloading anything.
 
-``stage1/`` is a self-contained Stage-1 weights folder (with its own ``vae/`` and ``image_encoder/``); ``stage2/``, not
-shipped yet (see ``train/README.md``), is where a self-contained Stage-2 weights folder goes (with its own ``svd/``: a
-small SVD trained on the same mannequins, since Stage 2 keeps SVD frozen). Each carries ``demo.json``: the size it was
+``stage1/`` is a self-contained Stage-1 weights folder (with its own ``vae/`` and ``image_encoder/``); ``stage2/`` a
+self-contained Stage-2 weights folder (with its own ``svd/``: a small SVD trained on the same mannequins, since Stage 2
+keeps SVD frozen). Each carries ``demo.json``: the size it was
 trained at, its sampler defaults, how it was made and what it scored (see the *Demo checkpoints* section of the project
 README).
 """
