@@ -23,8 +23,18 @@ def test_main_job_writes_every_frame_and_a_sheet(tmp_path, capsys):
     sheet = np.asarray(Image.open(out / "sheet.png"))
     assert sheet.shape[0] == 7 * 96 + 6 * 2  # reference, pose, rgb, normal, depth, video, colour-mapped depth
     out = capsys.readouterr().out
-    assert "Stage 1: the shipped demo checkpoint" in out  # no weights given: the demo, and it says so
-    assert "TINY RANDOMLY INITIALISED video model" in out
+    assert "Stage 1: the shipped demo checkpoint" in out  # no weights given: the demos, and it says so
+    assert "Stage 2: the shipped demo checkpoint" in out and "RANDOMLY" not in out
+
+
+def test_without_a_stage2_demo_the_video_model_is_tiny_random_and_says_so(tmp_path, monkeypatch, capsys):
+    from dreamdance_core import demo
+
+    monkeypatch.setattr(demo, "STAGE2_DIR", tmp_path / "no_demo")
+    assert main(["--frames", "2", "--steps", "1", "--video-steps", "1", "--window", "2", "--overlap", "1",
+                 "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "TINY RANDOMLY INITIALISED video model" in out and "reminder: Stage 2 ran with random weights" in out
 
 
 def test_pose_file_drives_the_frame_count(tmp_path):
