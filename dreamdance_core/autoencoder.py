@@ -28,4 +28,3 @@ def decode(vae: torch.nn.Module, latents: torch.Tensor, num_frames: int | None =
     if num_frames is not None and "num_frames" in inspect.signature(vae.decode).parameters:
         return vae.decode(latents, num_frames=num_frames).sample
     return vae.decode(latents).sample
-
