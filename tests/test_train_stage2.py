@@ -193,3 +193,40 @@ def test_svd_pretraining_resumes_exactly(dataset, tmp_path):
     a, b = (load_svd_folder(tmp_path / run / "weights").unet.state_dict() for run in ("whole", "parts"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_losses(tmp_path / "parts")[2:] == read_losses(tmp_path / "whole")[2:]
+
+
+def test_ema_weights_are_the_average_of_the_training_trajectory(dataset, tmp_path):
+    """--use_ema: the final weights are diffusers' EMA of the weights after each optimizer step (decay
+    min(ema_decay, n / (n + 9)) at step n >= 2, step 1 copies), training itself is unchanged, and a resumed run
+    continues the average exactly."""
+    common = ("--train_data_dir", str(dataset), "--max_train_steps", "3", "--checkpointing_steps", "1",
+              "--checkpoints_total_limit", "3", "--validation_steps", "0")  # fmt: skip
+    run_stage2(*common, "--output_dir", str(tmp_path / "raw"))
+    ema_args = ("--use_ema", "true", "--ema_decay", "0.2")
+    run_stage2(*common, *ema_args, "--output_dir", str(tmp_path / "ema"))
+    raw = [state(tmp_path / "raw" / f"checkpoint-{n}" / "stage2") for n in (1, 2, 3)]
+    for n in (1, 2, 3):  # checkpoints hold the trained weights, the same with or without the average
+        ema_run = state(tmp_path / "ema" / f"checkpoint-{n}" / "stage2")
+        assert all(torch.equal(ema_run[k], raw[n - 1][k]) for k in ema_run)
+    expected = dict(raw[0])
+    for n, weights in ((2, raw[1]), (3, raw[2])):
+        decay = min(0.2, n / (n + 9))
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    final = state(tmp_path / "ema" / "weights")
+    moved = [k for k in final if not torch.equal(raw[2][k], raw[1][k])]
+    assert moved, "training did not change the weights: the test cannot tell the average from the last step"
+    for k in final:
+        torch.testing.assert_close(final[k], expected[k], rtol=1e-5, atol=1e-7)
+    assert any(not torch.allclose(final[k], raw[2][k]) for k in moved)  # not simply the last step's weights
+
+    resumed = tmp_path / "resumed"
+    run_stage2(*common, *ema_args, "--output_dir", str(resumed), "--max_train_steps", "2")
+    run_stage2(*common, *ema_args, "--output_dir", str(resumed), "--resume_from_checkpoint", "latest")
+    again = state(resumed / "weights")
+    assert all(torch.equal(again[k], final[k]) for k in final)
+
+
+def test_ema_decay_out_of_range_is_a_clear_error(stage2):
+    with pytest.raises(ValueError, match="--ema_decay"):
+        stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o", "--tiny", "true", "--use_ema", "true",
+                           "--ema_decay", "1.5"])  # fmt: skip

@@ -22,6 +22,7 @@ run killed while saving leaves the previous checkpoint as the latest one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -360,9 +361,20 @@ def train_loop(
     from ``generator`` (:func:`step_generator`). Every optimizer step is logged (loss averaged over its micro-batches
     and processes, lr, steps/s, peak memory, the clips of the last micro-batch); checkpoints every
     ``args.checkpointing_steps`` and at the end; ``validate(step)`` every ``args.validation_steps`` and at the end.
+
+    With ``args.use_ema`` an :class:`~diffusers.training_utils.EMAModel` of the trained parameters is updated after
+    every optimizer step and saved in the checkpoints; validation runs on the averaged weights, and on return they
+    are in ``module`` (the scripts write their final weights from it).
     """
     output_dir = Path(args.output_dir)
     global_step = 0
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    ema = None
+    if args.use_ema:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(trainable, decay=args.ema_decay)
+        accelerator.register_for_checkpointing(ema)  # before load_state: a resumed run continues the average
     resume = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
     if resume is not None:
         global_step, folder = resume
@@ -370,7 +382,6 @@ def train_loop(
         accelerator.load_state(str(folder))
     position = resume_position(global_step, args.gradient_accumulation_steps, len(dataloader))
     metrics = MetricsLog(output_dir / "logs.jsonl", enabled=accelerator.is_main_process)
-    trainable = [p for p in module.parameters() if p.requires_grad]
     micro_step, loss_sum = 0, 0.0
     stream = batches(accelerator, dataloader, position) if global_step < args.max_train_steps else iter(())
     for epoch, batch in stream:
@@ -390,6 +401,8 @@ def train_loop(
         if not accelerator.sync_gradients:
             continue
         global_step += 1
+        if ema is not None:
+            ema.step(trainable)
         metrics.log(
             global_step, loss=loss_sum / micro_step, lr=lr_scheduler.get_last_lr()[0], epoch=epoch,
             peak_memory_mb=peak_memory_mb(accelerator.device), videos=batch["video_id"],
@@ -400,11 +413,28 @@ def train_loop(
             save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
         if validate is not None and args.validation_steps and (global_step % args.validation_steps == 0 or done):
             if accelerator.is_main_process:
-                validate(global_step)
+                with averaged_weights(ema, trainable):
+                    validate(global_step)
         if done:
             break
     accelerator.wait_for_everyone()
+    if ema is not None:
+        ema.copy_to(trainable)
     return global_step
+
+
+@contextlib.contextmanager
+def averaged_weights(ema, parameters: list[torch.nn.Parameter]) -> Iterator[None]:
+    """The EMA weights in ``parameters`` for the duration of the block (nothing changes without an EMA)."""
+    if ema is None:
+        yield
+        return
+    ema.store(parameters)
+    ema.copy_to(parameters)
+    try:
+        yield
+    finally:
+        ema.restore(parameters)
 
 
 # options every training script has (the scripts add their model options and paper defaults)
@@ -437,6 +467,10 @@ def common_options(*, width: int, height: int, num_frames: int, max_train_steps:
         Option("adam_weight_decay", 1e-2, "AdamW weight decay", type=float),
         Option("adam_epsilon", 1e-8, "AdamW epsilon", type=float),
         Option("max_grad_norm", 1.0, "gradient clipping norm", type=float),
+        Option("use_ema", False, "keep an exponential moving average of the trained weights (diffusers' EMAModel); "
+               "validation samples and the final weights use it, checkpoints hold both", type=bool),
+        Option("ema_decay", 0.999, "EMA decay; at optimizer step n >= 2 it is min(ema_decay, n / (n + 9)) (step 1 "
+               "copies the weights)", type=float),
         Option("reference_dropout", 0.1, "probability of dropping the reference image (learns the CFG branch)",
                type=float),
         Option("mixed_precision", "no", "no / fp16 / bf16 (GPUs; on a CPU fp32 is faster)",
@@ -467,6 +501,8 @@ def check_common_args(args: argparse.Namespace) -> None:
     for name in ("train_batch_size", "gradient_accumulation_steps", "max_train_steps", "num_frames"):
         if getattr(args, name) < 1:
             raise TrainConfigError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise TrainConfigError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         raise TrainConfigError("--checkpoints_total_limit must be at least 1 (the latest checkpoint is always kept)")
 
