@@ -44,7 +44,7 @@ import torch
 
 from dreamdance_core.models.controller import CrossDomainController
 from dreamdance_core.models.svd_controlnet import SVDControlNet
-from dreamdance_core.sampling.stage2 import SVDComponents
+from dreamdance_core.sampling.stage2 import SVDComponents, edm_denoised
 
 from common import (  # noqa: I001 - train/ runs as scripts: its own folder is on sys.path
     Option, TrainConfigError, build_parser, check_common_args, clip_dataset, common_options, freeze_helpers,
@@ -150,8 +150,12 @@ class Stage2Denoiser(torch.nn.Module):
 
 
 @torch.no_grad()
-def make_inputs(batch: dict, components: SVDComponents, args: argparse.Namespace, generator: torch.Generator):
-    """Model inputs, the clean latents ``[b, f, c, h, w]`` and the EDM quantities for one batch."""
+def make_inputs(
+    batch: dict, components: SVDComponents, args: argparse.Namespace, generator: torch.Generator,
+    sigma: float | None = None,
+):  # fmt: skip
+    """Model inputs, the clean latents ``[b, f, c, h, w]`` and the EDM quantities for one batch (``sigma``: one noise
+    level for every clip instead of the training distribution)."""
     from dreamdance_core.autoencoder import encode
     from dreamdance_core.models.clip_image import encode_clip_image
     from dreamdance_core.robust_conditioning import RobustConditioning
@@ -163,7 +167,10 @@ def make_inputs(batch: dict, components: SVDComponents, args: argparse.Namespace
     # 1. clean latents (distribution mode, scaled) and EDM noise level per clip
     latents = encode(vae, frames.flatten(0, 1).to(dtype)).float() * vae.config.scaling_factor
     latents = latents.view(b, f, *latents.shape[1:])
-    sigma = torch.exp(args.noise_p_mean + args.noise_p_std * torch.randn(b, generator=generator, device=device))
+    if sigma is None:
+        sigma = torch.exp(args.noise_p_mean + args.noise_p_std * torch.randn(b, generator=generator, device=device))
+    else:
+        sigma = torch.full((b,), float(sigma), device=device)
     sigma = sigma.view(b, 1, 1, 1, 1)
     noisy = latents + sigma * torch.randn(latents.shape, generator=generator, device=device)
     # 2. reference: CLIP embedding and noise-augmented latent, both zero when dropped (the CFG branch)
@@ -191,7 +198,7 @@ def make_inputs(batch: dict, components: SVDComponents, args: argparse.Namespace
 
 def edm_loss(prediction: torch.Tensor, latents: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """SVD's weighted denoising loss for a v-prediction ``prediction`` (see the module docstring)."""
-    denoised = noisy / (sigma**2 + 1.0) - prediction.float() * sigma / torch.sqrt(sigma**2 + 1.0)
+    denoised = edm_denoised(noisy, prediction.float(), sigma)
     weight = (sigma**2 + 1.0) / sigma**2
     return (weight * (denoised - latents) ** 2).mean()
 

@@ -138,13 +138,20 @@ def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, decode_chunk_siz
     return torch.cat(frames, dim=0).clamp(-1.0, 1.0)
 
 
+def edm_denoised(noisy: torch.Tensor, prediction: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """SVD's clean-latent estimate from a v-prediction at noise level ``sigma`` (broadcast against ``noisy``, the
+    latent before ``c_in`` scaling): ``c_skip * noisy + c_out * prediction`` with ``c_skip = 1 / (sigma^2 + 1)`` and
+    ``c_out = -sigma / sqrt(sigma^2 + 1)`` (the scheduler's ``pred_original_sample``; training's denoised latent)."""
+    return noisy / (sigma**2 + 1) - prediction * sigma / torch.sqrt(sigma**2 + 1)
+
+
 def _preview(scheduler: EulerDiscreteScheduler, sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
     """Cheap preview of one frame's predicted clean latent (the scheduler's ``pred_original_sample``) from the model
     output at the scheduler's current step (SD latents only; None otherwise)."""
     sigma = scheduler.sigmas[scheduler.step_index].to(sample.device, torch.float32)
     sample, output = sample.float(), output.float()
     if scheduler.config.prediction_type == "v_prediction":
-        x0 = sample / (sigma**2 + 1) - output * sigma / (sigma**2 + 1).sqrt()
+        x0 = edm_denoised(sample, output, sigma)
     elif scheduler.config.prediction_type == "epsilon":
         x0 = sample - sigma * output
     else:
