@@ -1,13 +1,14 @@
-"""The shipped demo checkpoints: small, loadable, and still as good as their benchmark on a held-out case.
+"""The shipped demo checkpoints: small, loadable, and still as good as their benchmark on held-out cases.
 
-The tolerances come from the benchmark recorded in each ``demo.json`` (``bench/quality.py`` on held-out clips): on one
-held-out clip, the model's margin over the best baseline of that same clip (measured here) may fall short of the
-benchmark's margin by at most half of it where the benchmark shows the model ahead, and by at most 1.5x the deficit
-where it is behind, with a floor of 0.05 either way (so a lead under 0.05, like the silhouette's, may shrink to about a
-tie on one clip). A regression that breaks the method (or the samplers, the loaders, the geometry conventions) falls
-back to noise or baseline level and fails: Stage 1 on the normals, where the demo leads by 30 %. The Stage-2 demo does
-not beat the baselines yet (about 0.7 dB PSNR and 14 % SSIM behind), so its test only guards what it has: noise or a
-broken sampler scores far below the allowed 1.5x deficit (an 8-bit noise frame is near 8 dB).
+The tolerances come from the benchmark recorded in each ``demo.json`` (``bench/quality.py`` on held-out clips): the
+model's margin over the best baseline of the same clips (measured here) may fall short of the benchmark's margin by at
+most half of it where the benchmark shows the model ahead, and by at most 1.5x the deficit where it is behind, with a
+floor of 0.05 either way (so a lead under 0.05, like the silhouette's, may shrink to about a tie). Stage 1 is checked on
+one held-out clip; Stage 2 (seconds a clip) on the benchmark's own four, since one clip's PSNR margin ranges from 0.1 to
+2 dB. A regression that breaks the method (or the samplers, the loaders, the geometry conventions) falls back to noise or
+baseline level and fails: Stage 1 on the normals, where the demo leads by 30 %, Stage 2 on PSNR, where it leads by
+0.8 dB (2 sampler steps instead of 8 already fail). Stage 2's SSIM is still 1.3 % behind the flat silhouette, so there
+the test only guards what it has: noise or a broken sampler scores far below the allowed deficit.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def assert_keeps_margins(scores, baselines, benchmark, metrics):
     """``scores`` of the model on one case keep the recorded ``benchmark`` margins within the module's tolerance."""
     live = quality.margins({**baselines, "demo": scores})["demo"]
     for metric in metrics:
-        # ahead in the benchmark: keep at least half the margin; behind (Stage 1's depth, Stage 2): one clip varies
-        # more than the four-clip mean, so allow 1.5x the deficit - noise or a constant prediction still fails
+        # ahead in the benchmark: keep at least half the margin; behind (Stage 1's depth, Stage 2's SSIM): one clip
+        # varies more than the four-clip mean, so allow 1.5x the deficit - noise or a constant prediction still fails
         slack = 0.5 if benchmark[metric] > 0 else 1.5
         required = benchmark[metric] - max(slack * abs(benchmark[metric]), 0.05)
         assert live[metric] >= required, (
@@ -91,13 +92,21 @@ def test_the_stage1_demo_beats_the_baselines_on_a_held_out_case():
     assert_keeps_margins(scores, baselines(case), benchmark, quality.GEOMETRY_METRICS)
 
 
-def test_the_stage2_demo_beats_the_baselines_on_a_held_out_case():
+def test_the_stage2_demo_keeps_its_benchmark_margins():
     demo, record = load_demo("stage2")
     pipeline = load_video_pipeline(demo.path)
     assert not pipeline.random_weights
-    case = quality.held_out_cases(1, record["test_frames"], demo.width, demo.height)[0]
-    settings = quality.Settings(1, (1.0, 1.0, 1.0), demo.steps, *demo.guidance, seed=0)
+    # Stage 2 at 8 steps costs seconds a clip, so it reruns the benchmark's own clips: one clip's margin varies too much
+    # (0.1 to 2 dB PSNR across the four) for a tolerance taken from their mean
+    bench = record["benchmark"]["settings"]
+    assert (bench["video_steps"], bench["min_cfg"], bench["max_cfg"]) == (demo.steps, *demo.guidance), (
+        "the recorded benchmark did not measure the demo's own sampler settings"
+    )
+    cases = quality.held_out_cases(bench["cases"], bench["frames"], bench["width"], bench["height"], bench["seed"])
+    settings = quality.Settings(1, (1.0, 1.0, 1.0), demo.steps, *demo.guidance, seed=bench["sample_seed"])
     with torch.no_grad():
-        frames = quality.run_stage2(pipeline, case, quality.true_maps(case), settings)
+        scores = [quality.video_scores(quality.run_stage2(pipeline, c, quality.true_maps(c), settings), c) for c in cases]
+    mean_baselines = {name: quality.mean_scores([baselines(c)[name] for c in cases]) for name in quality.BASELINES}
     benchmark = record["benchmark"]["margins"]["Stage 2 (exact geometry)"]
-    assert_keeps_margins(quality.video_scores(frames, case), baselines(case), benchmark, quality.VIDEO_METRICS)
+    assert any(benchmark[m] > 0 for m in quality.VIDEO_METRICS), "the recorded benchmark beats no baseline"
+    assert_keeps_margins(quality.mean_scores(scores), mean_baselines, benchmark, quality.VIDEO_METRICS)
