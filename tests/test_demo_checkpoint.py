@@ -60,11 +60,12 @@ def test_the_held_out_case_was_not_trained_on(stage):
 
 
 def assert_keeps_margins(scores, baselines, benchmark, metrics):
-    """``scores`` of the model on one case keep the recorded ``benchmark`` margins within the module's tolerance."""
+    """``scores`` of the model (one case, or the mean of several) keep the recorded ``benchmark`` margins within the
+    module's tolerance."""
     live = quality.margins({**baselines, "demo": scores})["demo"]
     for metric in metrics:
-        # ahead in the benchmark: keep at least half the margin; behind (Stage 1's depth, Stage 2's SSIM): one clip
-        # varies more than the four-clip mean, so allow 1.5x the deficit - noise or a constant prediction still fails
+        # ahead in the benchmark: keep at least half the margin; behind (Stage 1's depth): one clip varies more
+        # than the four-clip mean, so allow 1.5x the deficit - noise or a constant prediction still fails
         slack = 0.5 if benchmark[metric] > 0 else 1.5
         required = benchmark[metric] - max(slack * abs(benchmark[metric]), 0.05)
         assert live[metric] >= required, (
@@ -97,7 +98,7 @@ def test_the_stage2_demo_keeps_its_benchmark_margins():
     pipeline = load_video_pipeline(demo.path)
     assert not pipeline.random_weights
     # Stage 2 at 8 steps costs seconds a clip, so it reruns the benchmark's own clips: one clip's margin varies too much
-    # (0.1 to 2 dB PSNR across the four) for a tolerance taken from their mean
+    # (0.2 to 2.1 dB PSNR across the four) for a tolerance taken from their mean
     bench = record["benchmark"]["settings"]
     assert (bench["video_steps"], bench["min_cfg"], bench["max_cfg"]) == (demo.steps, *demo.guidance), (
         "the recorded benchmark did not measure the demo's own sampler settings"
@@ -107,7 +108,8 @@ def test_the_stage2_demo_keeps_its_benchmark_margins():
     with torch.no_grad():
         frames = [quality.run_stage2(pipeline, c, quality.true_maps(c), settings) for c in cases]
     scores = [quality.video_scores(f, c) for f, c in zip(frames, cases)]
-    mean_baselines = {name: quality.mean_scores([baselines(c)[name] for c in cases]) for name in quality.BASELINES}
+    per_case = [baselines(c) for c in cases]
+    mean_baselines = {name: quality.mean_scores([b[name] for b in per_case]) for name in quality.BASELINES}
     benchmark = record["benchmark"]["margins"]["Stage 2 (exact geometry)"]
     assert any(benchmark[m] > 0 for m in quality.VIDEO_METRICS), "the recorded benchmark beats no baseline"
     assert_keeps_margins(quality.mean_scores(scores), mean_baselines, benchmark, quality.VIDEO_METRICS)
