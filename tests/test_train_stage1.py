@@ -221,3 +221,35 @@ def test_paper_configs_match_the_table(train_modules):
     args = parse_args(["--config", str(REPO / "train/configs/stage1_step1.yaml"), "--learning_rate", "1e-5",
                        "--train_data_dir", "d", "--output_dir", "o", "--tiny", "true"])  # fmt: skip
     assert args.learning_rate == 1e-5 and args.tiny  # command line beats the config file
+
+
+def test_step1_draws_target_modalities_with_the_domain_weights(train_modules):
+    from diffusers import DDPMScheduler
+
+    from dreamdance_core.tiny import tiny_clip_vision, tiny_vae
+
+    stage1 = train_modules["stage1"]
+    clips, frames = 64, 1
+    batch = {name: torch.rand(clips, frames, 3, 16, 16) * 2 - 1 for name in ("pixel_values", "normal", "depth", "pose_maps")}
+    batch["reference"] = torch.rand(clips, 3, 16, 16) * 2 - 1
+    helpers = (tiny_vae(), tiny_clip_vision(num_hidden_layers=1), DDPMScheduler())
+
+    def domains(weights, seed=0):
+        inputs, _ = stage1.make_inputs(batch, *helpers, stage1.STEPS[1], 0.0, torch.Generator().manual_seed(seed), weights)
+        return inputs["domain"]
+
+    assert set(domains((0.0, 0.0, 1.0)).tolist()) == {2}  # depth only
+    assert set(domains((1.0, 0.0, 1.0)).tolist()) == {0, 2}  # never normals
+    assert set(domains((1.0, 1.0, 1.0)).tolist()) == {0, 1, 2}
+    # uniform odds keep the paper's draw, the one the shipped demo checkpoints were trained with
+    expected = torch.randint(0, 3, (clips, 1), generator=torch.Generator().manual_seed(0)).flatten()
+    assert torch.equal(domains((2.0, 2.0, 2.0)), expected)
+
+
+def test_domain_weights_must_be_three_usable_odds(train_modules):
+    parse_args, error = train_modules["stage1"].parse_args, train_modules["common"].TrainConfigError
+    base = ["--config", str(TINY), "--train_data_dir", "d", "--output_dir", "o"]
+    for bad in (["0", "0", "0"], ["1", "-1", "1"]):
+        with pytest.raises(error, match="--domain_weights"):
+            parse_args([*base, "--domain_weights", *bad])
+    assert parse_args([*base, "--domain_weights", "1", "1", "3"]).domain_weights == [1.0, 1.0, 3.0]

@@ -93,6 +93,8 @@ OPTIONS = common_options(
            choices=("epsilon", "v_prediction")),
     Option("zero_terminal_snr", False, "rescale the noise schedule to a zero terminal SNR (needs v_prediction; new "
            "Stage-1 models only)", type=bool),
+    Option("domain_weights", [1.0, 1.0, 1.0], "step 1: relative odds of each target modality (rgb normal depth); "
+           "the paper draws them uniformly", type=float, nargs=3),
     Option("validation_guidance", [3.5, 2.5, 3.5], "validation CFG scale per domain (rgb normal depth)", type=float,
            nargs=3),
 ]
@@ -115,6 +117,11 @@ def check_args(args: argparse.Namespace) -> None:
         )
     if not args.tiny and (args.image_encoder is None or (args.vae or args.pretrained_model) is None):
         raise TrainConfigError("real models need --image_encoder and --vae (or --pretrained_model for the VAE)")
+    weights = args.domain_weights
+    if len(weights) != NUM_DOMAINS or min(weights) < 0 or sum(weights) <= 0:
+        raise TrainConfigError(
+            f"--domain_weights needs {NUM_DOMAINS} non-negative odds (rgb normal depth) that are not all 0, got {weights}"
+        )
 
 
 # --- models ---------------------------------------------------------------------------------------------------------
@@ -170,10 +177,10 @@ class Stage1Denoiser(torch.nn.Module):
 @torch.no_grad()
 def make_inputs(
     batch: dict[str, Any], vae, image_encoder, noise_scheduler, step: TrainingStep, reference_dropout: float,
-    generator: torch.Generator,
+    generator: torch.Generator, domain_weights: Sequence[float] = (1.0,) * NUM_DOMAINS,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Model inputs for one batch and the target (the noise, or the velocity for v-prediction); batch layout
-    ``(clips, modalities, frames)``."""
+    ``(clips, modalities, frames)``; step 1 draws each clip's one modality with odds ``domain_weights``."""
     from dreamdance_core.geometry import encode_latents
     from dreamdance_core.models.clip_image import encode_clip_image
 
@@ -182,7 +189,11 @@ def make_inputs(
     m = step.num_modalities
     # 1. target modalities per clip: all three (steps 2, 3) or one at random (step 1)
     if m == 1:
-        domain = torch.randint(0, NUM_DOMAINS, (b, 1), generator=generator, device=device)
+        if len(set(domain_weights)) == 1:  # uniform (the paper): the draw the shipped demo checkpoints were made with
+            domain = torch.randint(0, NUM_DOMAINS, (b, 1), generator=generator, device=device)
+        else:
+            odds = torch.tensor(domain_weights, dtype=torch.float, device=device)
+            domain = torch.multinomial(odds.expand(b, -1), 1, generator=generator)
     else:
         domain = torch.arange(NUM_DOMAINS, device=device).expand(b, -1)
     images = torch.stack([batch["pixel_values"], batch["normal"], batch["depth"]], dim=1).to(device)  # DOMAIN_IDS order
@@ -283,7 +294,9 @@ def main(args: argparse.Namespace) -> Path:
 
     # 3. the loop (resume, accumulation, logs, checkpoints, validation)
     def compute_loss(batch: dict, generator: torch.Generator) -> torch.Tensor:
-        inputs, target = make_inputs(batch, vae, image_encoder, noise_scheduler, plan, args.reference_dropout, generator)
+        inputs, target = make_inputs(
+            batch, vae, image_encoder, noise_scheduler, plan, args.reference_dropout, generator, args.domain_weights
+        )
         with accelerator.autocast():
             prediction = denoiser(inputs, plan.num_modalities, batch["pixel_values"].shape[1])
         return F.mse_loss(prediction.float(), target)  # eq. 3 over the stacked modalities
