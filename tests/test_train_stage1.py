@@ -230,12 +230,14 @@ def test_step1_draws_target_modalities_with_the_domain_weights(train_modules):
 
     stage1 = train_modules["stage1"]
     clips, frames = 64, 1
-    batch = {name: torch.rand(clips, frames, 3, 16, 16) * 2 - 1 for name in ("pixel_values", "normal", "depth", "pose_maps")}
+    names = ("pixel_values", "normal", "depth", "pose_maps")
+    batch = {name: torch.rand(clips, frames, 3, 16, 16) * 2 - 1 for name in names}
     batch["reference"] = torch.rand(clips, 3, 16, 16) * 2 - 1
     helpers = (tiny_vae(), tiny_clip_vision(num_hidden_layers=1), DDPMScheduler())
 
     def domains(weights, seed=0):
-        inputs, _ = stage1.make_inputs(batch, *helpers, stage1.STEPS[1], 0.0, torch.Generator().manual_seed(seed), weights)
+        generator = torch.Generator().manual_seed(seed)
+        inputs, _ = stage1.make_inputs(batch, *helpers, stage1.STEPS[1], 0.0, generator, weights)
         return inputs["domain"]
 
     assert set(domains((0.0, 0.0, 1.0)).tolist()) == {2}  # depth only

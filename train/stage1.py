@@ -120,7 +120,7 @@ def check_args(args: argparse.Namespace) -> None:
     weights = args.domain_weights
     if len(weights) != NUM_DOMAINS or min(weights) < 0 or sum(weights) <= 0:
         raise TrainConfigError(
-            f"--domain_weights needs {NUM_DOMAINS} non-negative odds (rgb normal depth) that are not all 0, got {weights}"
+            f"--domain_weights needs {NUM_DOMAINS} non-negative odds (rgb normal depth), not all 0; got {weights}"
         )
 
 
