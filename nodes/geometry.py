@@ -141,7 +141,8 @@ class DreamDancePoseToGeometry:
                           "(multiple of 8; the paper trains Stage 1 at 256x384)."}),
                 "height": ("INT", {"default": 384, "min": 64, "max": 2048, "step": 8, "tooltip": "Sampling height "
                            "(multiple of 8)."}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Denoising steps (DDIM)."}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Denoising steps (DDIM, trailing "
+                          "spacing). The demo checkpoint: 1 (its clean estimate from pure noise scores best)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
                 "cfg_rgb": ("FLOAT", {"default": 3.5, **scale, "tooltip": "Guidance for the RGB domain (ordinary "
                             "CFG; the paper's s = cfg - 1; 1 = no guidance)."}),

@@ -6,7 +6,7 @@ most half of it where the benchmark shows the model ahead, and by at most 1.5x t
 floor of 0.05 either way (so a lead under 0.05, like the silhouette's, may shrink to about a tie). Stage 1 is checked
 on one held-out clip; Stage 2 (seconds a clip) on the benchmark's own four, since one clip's PSNR margin ranges from
 0.2 to 2.1 dB. A regression that breaks the method (or the samplers, the loaders, the geometry conventions) falls back
-to noise or baseline level and fails: Stage 1 on the normals, where the demo leads by 33 %, Stage 2 on PSNR, where it
+to noise or baseline level and fails: Stage 1 on the normals, where the demo leads by 43 %, Stage 2 on PSNR, where it
 leads by 1 dB (2 sampler steps instead of 8 already fail). Stage 2's SSIM leads the flat silhouette by only 1.1 %, so
 there the test only guards what it has: noise or a broken sampler scores far below the allowed 0.05 floor.
 """
@@ -83,6 +83,10 @@ def test_the_stage1_demo_beats_the_baselines_on_a_held_out_case():
     demo, record = load_demo("stage1")
     pipeline = load_geometry_pipeline(demo.path)
     assert not pipeline.random_weights
+    bench = record["benchmark"]["settings"]
+    assert (bench["steps"], tuple(bench["cfg"])) == (demo.steps, demo.guidance), (
+        "the recorded benchmark did not measure the demo's own sampler settings"
+    )
     case = quality.held_out_cases(1, record["test_frames"], demo.width, demo.height)[0]
     settings = quality.Settings(demo.steps, demo.guidance, 1, 1.0, 1.0, seed=0)
     with torch.no_grad():
