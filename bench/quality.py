@@ -1,6 +1,8 @@
 """Quality of Stage 1 and Stage 2 on held-out synthetic mannequins, against exact ground truth and trivial baselines.
 
-Prints one markdown table: a row per method, a column per metric (:mod:`dreamdance_core.metrics`):
+Prints markdown tables - the mean scores, each model row's margin over the best baseline, and on how many clips it beats
+both baselines (a mean margin can come from one clip) - with a row per method and a column per metric
+(:mod:`dreamdance_core.metrics`):
 
 * Stage 1 (geometry): depth AbsRel after a per-frame scale-and-shift fit (lower is better), normal mean angular
   error in degrees (lower), silhouette IoU of the normal image's foreground against the true mask (higher).
@@ -261,8 +263,8 @@ def stage2_variants(video, settings: Settings) -> dict[str, Callable[[Case], tor
 # --- the benchmark ----------------------------------------------------------------------------------------------------
 
 
-def run_benchmark(cases: Sequence[Case], settings: Settings, geometry=None, video=None) -> dict[str, Scores]:
-    """Row name -> mean scores over ``cases``: baselines always, then whichever models are given."""
+def run_per_case(cases: Sequence[Case], settings: Settings, geometry=None, video=None) -> dict[str, list[Scores]]:
+    """Row name -> the scores of each case, in order: baselines always, then whichever models are given."""
     per_case: dict[str, list[Scores]] = {name: [] for name in BASELINES}
     stage1 = stage1_variants(geometry, settings) if geometry is not None else {}
     stage2 = stage2_variants(video, settings) if video is not None else {}
@@ -278,7 +280,23 @@ def run_benchmark(cases: Sequence[Case], settings: Settings, geometry=None, vide
         if geometry is not None and video is not None:
             maps = {"pose": case.poses, "depth": outputs["Stage 1"].depth, "normal": outputs["Stage 1"].normal}
             per_case.setdefault("Stage 1 → Stage 2", []).append(video_scores(run_stage2(video, case, maps, settings), case))
-    return {name: mean_scores(scores) for name, scores in per_case.items()}
+    return per_case
+
+
+def wins(per_case: dict[str, list[Scores]]) -> dict[str, dict[str, int]]:
+    """Per model row and metric: on how many cases the row beats every baseline of the same case (a mean margin can
+    come from one clip; this says whether it holds clip by clip)."""
+    out = {}
+    for row, scores in per_case.items():
+        if row in BASELINES:
+            continue
+        out[row] = {}
+        for metric in scores[0]:
+            sign = -1.0 if LOWER_IS_BETTER[metric] else 1.0
+            out[row][metric] = sum(
+                all(sign * (s[metric] - per_case[b][i][metric]) > 0 for b in BASELINES) for i, s in enumerate(scores)
+            )
+    return out
 
 
 def margins(results: dict[str, Scores]) -> dict[str, Scores]:
@@ -303,12 +321,19 @@ def margins(results: dict[str, Scores]) -> dict[str, Scores]:
 
 
 def format_table(results: dict[str, Scores]) -> str:
-    """Markdown table: one row per method, one column per metric (``–`` where a row does not measure it)."""
+    """Markdown table: one row per method, one column per metric (``–`` where a row does not measure it; counts as
+    integers, depth errors to 4 decimals, the rest to 3)."""
+
+    def cell(value: float | int | None, metric: str) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, int):
+            return str(value)
+        return f"{value:.4f}" if "AbsRel" in metric else f"{value:.3f}"
+
     lines = ["| method | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for row, scores in results.items():
-        cells = [f"{scores[m]:.4f}" if m in scores and "AbsRel" in m else f"{scores[m]:.3f}" if m in scores else "–"
-                 for m in METRICS]  # fmt: skip
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row} | " + " | ".join(cell(scores.get(m), m) for m in METRICS) + " |")
     return "\n".join(lines)
 
 
@@ -365,16 +390,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Scores]:
     cases = held_out_cases(args.cases, args.frames, args.width, args.height, args.seed)
     settings = Settings(args.steps, tuple(args.cfg), args.video_steps, args.min_cfg, args.max_cfg, args.sample_seed)
     geometry, video = load_models(args)
-    results = run_benchmark(cases, settings, geometry, video)
+    per_case = run_per_case(cases, settings, geometry, video)
+    results = {name: mean_scores(scores) for name, scores in per_case.items()}
     print(f"{args.cases} held-out clips (master seed {args.seed}) x {args.frames} frames at {args.width}x{args.height}"
           f"{' - TINY RANDOM MODELS: plumbing only' if args.tiny else ''}; {time.perf_counter() - started:.1f} s\n")
     print(format_table(results))
-    model_margins = margins(results)
+    model_margins, model_wins = margins(results), wins(per_case)
     if model_margins:
         print("\nmargin over the best baseline (errors and IoU/SSIM: relative; PSNR: dB; positive = better)\n")
         print(format_table(model_margins))
+        print(f"\nclips (of {args.cases}) on which the model beats both baselines\n")
+        print(format_table(model_wins))
     if args.record:
-        write_record(args.record, args, results, model_margins)
+        write_record(args.record, args, results, model_margins, model_wins)
     if args.sheet:
         geometry_out = run_stage1(geometry, cases[0], settings) if geometry is not None else None
         video_out = run_stage2(video, cases[0], true_maps(cases[0]), settings) if video is not None else None
@@ -398,8 +426,12 @@ def write_sheet(path: str, case: Case, geometry=None, video: torch.Tensor | None
     print(f"wrote {path} (rows: reference, pose, then each above the ground truth: {', '.join(names)})")
 
 
-def write_record(path: str, args: argparse.Namespace, results: dict[str, Scores], model_margins: dict[str, Scores]):
-    """Merge ``{"benchmark": {settings, results, margins}}`` into the JSON file at ``path`` (created if missing)."""
+def write_record(
+    path: str, args: argparse.Namespace, results: dict[str, Scores], model_margins: dict[str, Scores],
+    model_wins: dict[str, dict[str, int]],
+):  # fmt: skip
+    """Merge ``{"benchmark": {settings, results, margins, wins}}`` into the JSON file at ``path`` (created if
+    missing)."""
     import json
     from pathlib import Path
 
@@ -407,7 +439,7 @@ def write_record(path: str, args: argparse.Namespace, results: dict[str, Scores]
     record = json.loads(path.read_text()) if path.is_file() else {}
     keys = ("cases", "frames", "width", "height", "steps", "cfg", "video_steps", "min_cfg", "max_cfg", "seed", "sample_seed")
     settings = {k: getattr(args, k) for k in keys}
-    record["benchmark"] = {"settings": settings, "results": results, "margins": model_margins}
+    record["benchmark"] = {"settings": settings, "results": results, "margins": model_margins, "wins": model_wins}
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"\nrecorded in {path}")
 

@@ -98,9 +98,23 @@ def test_record_merges_results_and_margins_into_a_json_file_and_the_sheet_shows_
     assert record["benchmark"]["results"] == results
     assert record["benchmark"]["margins"] == quality.margins(results)
     assert record["benchmark"]["margins"]["Stage 1"].keys() == set(quality.GEOMETRY_METRICS)
+    assert record["benchmark"]["wins"]["Stage 1"].keys() == set(quality.GEOMETRY_METRICS)
+    assert all(0 <= n <= 1 for row in record["benchmark"]["wins"].values() for n in row.values())
     settings = record["benchmark"]["settings"]
     assert settings["cases"] == 1 and settings["seed"] == 7
     assert (settings["steps"], settings["video_steps"], settings["min_cfg"], settings["max_cfg"]) == (1, 1, 1.0, 3.0)
     # reference, pose, then prediction above ground truth for Stage 1's RGB, normal, depth and Stage 2's video
     with Image.open(sheet) as image:
         assert image.height == 10 * 48 + 9 * 2
+
+
+def test_wins_count_the_clips_where_a_model_beats_every_baseline_in_the_metrics_direction():
+    depth, ssim_ = quality.GEOMETRY_METRICS[0], quality.VIDEO_METRICS[1]
+    per_case = {  # depth: lower is better; SSIM: higher is better
+        "reference repeated": [{depth: 0.02, ssim_: 0.70}, {depth: 0.02, ssim_: 0.70}, {depth: 0.03, ssim_: 0.60}],
+        "flat silhouette": [{depth: 0.03, ssim_: 0.60}, {depth: 0.01, ssim_: 0.60}, {depth: 0.03, ssim_: 0.60}],
+        "model": [{depth: 0.015, ssim_: 0.75}, {depth: 0.015, ssim_: 0.65}, {depth: 0.03, ssim_: 0.61}],
+    }
+    # clip 1: ahead on both; clip 2: behind the flat silhouette's depth and the reference's SSIM; clip 3: a depth tie
+    # is no win, SSIM beats both
+    assert quality.wins(per_case) == {"model": {depth: 1, ssim_: 2}}
