@@ -1,8 +1,8 @@
 """Quality of Stage 1 and Stage 2 on held-out synthetic mannequins, against exact ground truth and trivial baselines.
 
-Prints markdown tables - the mean scores, each model row's margin over the best baseline, and on how many clips it beats
-both baselines (a mean margin can come from one clip) - with a row per method and a column per metric
-(:mod:`dreamdance_core.metrics`):
+Prints markdown tables - the mean scores, each model row's margin over the best baseline with its 95 % paired bootstrap
+interval over the clips, and on how many clips it beats both baselines (a mean margin can come from one clip) - with a
+row per method and a column per metric (:mod:`dreamdance_core.metrics`):
 
 * Stage 1 (geometry): depth AbsRel after a per-frame scale-and-shift fit (lower is better), normal mean angular
   error in degrees (lower), silhouette IoU of the normal image's foreground against the true mask (higher).
@@ -322,15 +322,37 @@ def margins(results: dict[str, Scores]) -> dict[str, Scores]:
     return out
 
 
+def margin_intervals(
+    per_case: dict[str, list[Scores]], confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per model row and metric: a paired bootstrap interval of :func:`margins` over the clips. Each resample draws
+    clips with replacement, the same clips for every row, and takes the margins of the resampled means (the best
+    baseline chosen again in each); the interval holds the central ``confidence`` of those margins. A lower end above
+    zero says the lead is not the luck of which clips were drawn."""
+    rows = {row: {m: np.array([s[m] for s in scores]) for m in scores[0]} for row, scores in per_case.items()}
+    cases = len(next(iter(per_case.values())))
+    draws = np.random.default_rng(seed).integers(0, cases, size=(resamples, cases))
+    means = {row: {m: v[draws].mean(1) for m, v in metrics.items()} for row, metrics in rows.items()}
+    samples = [margins({row: {m: float(v[i]) for m, v in metrics.items()} for row, metrics in means.items()})
+               for i in range(resamples)]  # fmt: skip
+    tail = (1 - confidence) / 2 * 100
+    return {
+        row: {m: tuple(float(x) for x in np.percentile([s[row][m] for s in samples], [tail, 100 - tail])) for m in ms}
+        for row, ms in samples[0].items()
+    }
+
+
 def format_table(results: dict[str, Scores]) -> str:
     """Markdown table: one row per method, one column per metric (``–`` where a row does not measure it; counts as
-    integers, depth errors to 4 decimals, the rest to 3)."""
+    integers, intervals as ``low … high``, depth errors to 4 decimals, the rest to 3)."""
 
     def cell(value: float | int | None, metric: str) -> str:
         if value is None:
             return "–"
         if isinstance(value, int):
             return str(value)
+        if isinstance(value, tuple):
+            return " … ".join(cell(v, metric) for v in value)
         return f"{value:.4f}" if "AbsRel" in metric else f"{value:.3f}"
 
     lines = ["| method | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
@@ -398,13 +420,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Scores]:
           f"{' - TINY RANDOM MODELS: plumbing only' if args.tiny else ''}; {time.perf_counter() - started:.1f} s\n")
     print(format_table(results))
     model_margins, model_wins = margins(results), wins(per_case)
+    intervals = margin_intervals(per_case) if model_margins else {}
     if model_margins:
         print("\nmargin over the best baseline (errors and IoU/SSIM: relative; PSNR: dB; positive = better)\n")
         print(format_table(model_margins))
+        print("\nits 95 % interval (paired bootstrap over the clips, 2000 resamples; lower end > 0: a clear lead)\n")
+        print(format_table(intervals))
         print(f"\nclips (of {args.cases}) on which the model beats both baselines\n")
         print(format_table(model_wins))
     if args.record:
-        write_record(args.record, args, results, model_margins, model_wins)
+        write_record(args.record, args, results, model_margins, model_wins, intervals)
     if args.sheet:
         geometry_out = run_stage1(geometry, cases[0], settings) if geometry is not None else None
         video_out = run_stage2(video, cases[0], true_maps(cases[0]), settings) if video is not None else None
@@ -430,9 +455,9 @@ def write_sheet(path: str, case: Case, geometry=None, video: torch.Tensor | None
 
 def write_record(
     path: str, args: argparse.Namespace, results: dict[str, Scores], model_margins: dict[str, Scores],
-    model_wins: dict[str, dict[str, int]],
+    model_wins: dict[str, dict[str, int]], intervals: dict[str, dict[str, tuple[float, float]]],
 ):  # fmt: skip
-    """Merge ``{"benchmark": {settings, results, margins, wins}}`` into the JSON file at ``path`` (created if
+    """Merge ``{"benchmark": {settings, results, margins, intervals, wins}}`` into the JSON file at ``path`` (created if
     missing)."""
     import json
     from pathlib import Path
@@ -441,7 +466,9 @@ def write_record(
     record = json.loads(path.read_text()) if path.is_file() else {}
     keys = ("cases", "frames", "width", "height", "steps", "cfg", "video_steps", "min_cfg", "max_cfg", "seed", "sample_seed")
     settings = {k: getattr(args, k) for k in keys}
-    record["benchmark"] = {"settings": settings, "results": results, "margins": model_margins, "wins": model_wins}
+    record["benchmark"] = {
+        "settings": settings, "results": results, "margins": model_margins, "intervals": intervals, "wins": model_wins,
+    }  # fmt: skip
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"\nrecorded in {path}")
 

@@ -99,6 +99,12 @@ def test_record_merges_results_and_margins_into_a_json_file_and_the_sheet_shows_
     assert record["benchmark"]["margins"] == quality.margins(results)
     assert record["benchmark"]["margins"]["Stage 1"].keys() == set(quality.GEOMETRY_METRICS)
     assert record["benchmark"]["wins"]["Stage 1"].keys() == set(quality.GEOMETRY_METRICS)
+    # one clip: every bootstrap resample is that clip, so each interval shrinks to the margin itself
+    intervals = record["benchmark"]["intervals"]
+    assert intervals.keys() == record["benchmark"]["margins"].keys()
+    for row, margin in record["benchmark"]["margins"].items():
+        assert intervals[row].keys() == margin.keys()
+        assert all(intervals[row][m] == pytest.approx([v, v]) for m, v in margin.items()), (intervals[row], margin)
     assert all(0 <= n <= 1 for row in record["benchmark"]["wins"].values() for n in row.values())
     settings = record["benchmark"]["settings"]
     assert settings["cases"] == 1 and settings["seed"] == 7
@@ -118,3 +124,35 @@ def test_wins_count_the_clips_where_a_model_beats_every_baseline_in_the_metrics_
     # clip 1: ahead on both; clip 2: behind the flat silhouette's depth and the reference's SSIM; clip 3: a depth tie
     # is no win, SSIM beats both
     assert quality.wins(per_case) == {"model": {depth: 1, ssim_: 2}}
+
+
+def _per_case(model_offsets, rng) -> dict[str, list[dict[str, float]]]:
+    """32 clips of PSNR and depth: the reference baseline varies by clip, the flat one is far behind, the model is the
+    reference moved by ``model_offsets`` (per clip, in the metric's better direction)."""
+    psnr_, depth = quality.VIDEO_METRICS[0], quality.GEOMETRY_METRICS[0]
+    reference = [{psnr_: p, depth: d} for p, d in zip(rng.uniform(18, 24, 32), rng.uniform(0.015, 0.025, 32))]
+    return {
+        "reference repeated": reference,
+        "flat silhouette": [{psnr_: r[psnr_] - 5, depth: r[depth] * 2} for r in reference],
+        "model": [{psnr_: r[psnr_] + o, depth: r[depth] * (1 - o / 10)} for r, o in zip(reference, model_offsets)],
+    }
+
+
+def test_margin_intervals_hold_the_margin_and_exclude_zero_only_for_a_lead_on_most_clips():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    psnr_, depth = quality.VIDEO_METRICS[0], quality.GEOMETRY_METRICS[0]
+    lead = _per_case(rng.uniform(0.2, 1.0, 32), rng)  # ahead on every clip
+    noise = _per_case(np.resize([-0.8, 0.8], 32) + rng.normal(0, 0.05, 32), rng)  # ahead on half, behind on half
+    for per_case, clear in ((lead, True), (noise, False)):
+        margin = quality.margins({row: quality.mean_scores(s) for row, s in per_case.items()})["model"]
+        intervals = quality.margin_intervals(per_case)["model"]
+        for metric in (psnr_, depth):
+            low, high = intervals[metric]
+            assert low < margin[metric] < high
+            assert (low > 0) is clear, (metric, low, high)
+    # more confidence, a wider interval; the same seed, the same interval
+    (low95, high95), (low50, high50) = (quality.margin_intervals(lead, c)["model"][psnr_] for c in (0.95, 0.5))
+    assert low95 < low50 < high50 < high95
+    assert quality.margin_intervals(lead)["model"][psnr_] == (low95, high95)
