@@ -413,11 +413,7 @@ class PoseEditor {
 }
 
 app.registerExtension({
-  name: "DreamDance.PoseEditor",
-
-  async setup() {
-    window.__dreamdancePoseEditorReady = true; // lets tests wait for the extension
-  },
+  name: "dreamdance.PoseEditor", // under the pack's namespace, so no other pack's extension can collide with it
 
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;

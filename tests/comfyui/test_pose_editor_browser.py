@@ -14,6 +14,8 @@ from tests.comfyui.harness import ComfyServer
 
 NECK, NECK_COLOR = 1, (255, 85, 0)  # dreamdance_core.pose.schema: joint 1, BODY_COLORS[1]
 DRAG = (40, 30)  # screen pixels
+# the pack's frontend extension is loaded (it keeps no global of its own: comfy-test lint forbids window writes)
+EXTENSION_REGISTERED = "() => (window.app?.extensions ?? []).some((e) => e.name === 'dreamdance.PoseEditor')"
 
 # Editor -> Render Pose -> Save Image, serialised as a UI workflow (what a user saves and drops back in).
 BUILD_WORKFLOW = """
@@ -67,7 +69,7 @@ def test_drag_a_joint_and_render_it(browser_page, comfy_server: ComfyServer):
     page = browser_page
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.wait_for_function("() => window.__dreamdancePoseEditorReady === true", timeout=30_000)
+    page.wait_for_function(EXTENSION_REGISTERED, timeout=30_000)
     prefix = f"pose_editor_{uuid.uuid4().hex[:8]}"
     workflow = page.evaluate(BUILD_WORKFLOW, prefix)
     page.evaluate(OPEN_WORKFLOW, workflow)
