@@ -14,9 +14,16 @@ Algorithm (as ``diffusers.StableVideoDiffusionPipeline`` 0.42, written as a func
    ``max_cfg`` (last frame, global frame index); the blended prediction makes one Euler step;
 6. VAE decoding in chunks of ``decode_chunk_size`` frames.
 
-The reference image (CLIP embedding and latent) conditions every window. With no control (``control=None``) this is
-plain SVD sampling on the same code path. Noise is drawn on the CPU from ``seed``, so results do not depend on the
-device's random generator.
+The reference image (CLIP embedding and latent) conditions every window. It may have any size: CLIP embeds it as
+given and the VAE latent is taken from it resized to the video size, both exactly as the pipeline does it
+(:mod:`dreamdance_core.models.clip_image`). With no control (``control=None``) or an overall control strength of 0
+this is plain SVD sampling on the same code path (no controller, no ControlNet forward); ``tests/test_svd_peer.py``
+holds it equal to the pipeline built from the same components.
+
+Noise is drawn on the CPU from one generator seeded by ``seed``: first the noise augmentation of the reference
+(the shape of the resized reference), then the initial latents - the order in which the pipeline draws them from its
+``generator`` (it draws the augmentation noise with ``randn_tensor(image.shape, generator=...)``; pass it
+``latents=`` to give the second draw), so results do not depend on the device's random generator.
 """
 
 from __future__ import annotations
@@ -24,13 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+import PIL.Image
 import torch
-import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 
 from ..autoencoder import decode, encode
 from ..geometry import latent_preview
-from ..models.clip_image import encode_clip_image
+from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
 from ..models.controller import ControlMapError, CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
 from .guidance import classifier_free_guidance, linear_frame_scales
@@ -62,8 +69,10 @@ class SVDComponents:
 class Stage2Control:
     """The DreamDance control path: controller + ControlNet + the control maps ``{name: [f, 3, H, W]}`` in -1..1.
 
-    ``strength`` scales all ControlNet residuals (0 = plain SVD); ``modality_strengths`` scales each modality's
-    encoded feature inside the controller (missing names: 1.0).
+    ``strength`` scales all ControlNet residuals; 0 is plain SVD and skips the controller and the ControlNet.
+    ``modality_strengths`` blends each modality between its black map (0: as if the map were absent, what robust
+    conditioning trained the model on) and the given map (1, the default for missing names); see
+    :meth:`CrossDomainController.encode`.
     """
 
     controller: CrossDomainController
@@ -103,8 +112,12 @@ class Stage2Options:
             raise Stage2InputError(f"fps must be at least 1 (SVD is conditioned on fps - 1), got {self.fps}")
 
 
-def _check_reference(reference: torch.Tensor) -> torch.Tensor:
-    """``[3, H, W]`` or ``[1, 3, H, W]`` -> ``[1, 3, H, W]``."""
+def _check_reference(reference: ReferenceImage) -> ReferenceImage:
+    """A PIL image, or a tensor ``[3, H, W]`` / ``[1, 3, H, W]`` (any size) -> the PIL image or ``[1, 3, H, W]``."""
+    if isinstance(reference, PIL.Image.Image):
+        return reference
+    if not isinstance(reference, torch.Tensor):
+        raise Stage2InputError(f"the reference image must be a tensor in -1..1 or a PIL image, got {type(reference)}")
     if reference.ndim == 3:
         reference = reference[None]
     if reference.ndim != 4 or reference.shape[:2] != (1, 3):
@@ -162,17 +175,22 @@ def _preview(scheduler: EulerDiscreteScheduler, sample: torch.Tensor, output: to
 @torch.no_grad()
 def sample_stage2(
     components: SVDComponents,
-    reference: torch.Tensor,
+    reference: ReferenceImage,
     options: Stage2Options,
     control: Stage2Control | None = None,
     callback: ProgressCallback | None = None,
 ) -> torch.Tensor:
-    """Animate ``reference`` (``[1, 3, H, W]`` in -1..1, resized to the requested size) into ``[f, 3, H, W]``.
+    """Animate ``reference`` into frames ``[f, 3, height, width]`` in -1..1.
 
-    ``control=None`` is plain SVD. ``callback(step, total, preview)`` is called after every window of every step
-    (``total = steps x windows``; ``preview``: approximate RGB ``[3, h, w]`` of the window's middle frame as the step
-    predicts it clean, for 4-channel SD latents, else None); raising from it cancels the run (the exception
-    propagates).
+    ``reference``: ``[1, 3, H, W]`` / ``[3, H, W]`` in -1..1 or a PIL image, at any size - give the original: CLIP
+    embeds it as given (``StableVideoDiffusionPipeline._encode_image``); the VAE latent is from it resized to the
+    video size as the pipeline's ``video_processor.preprocess(image, height, width)`` does (PIL: lanczos; tensor:
+    nearest; no resize when it already has the video size).
+
+    ``control=None`` (or ``control.strength == 0``) is plain SVD. ``callback(step, total, preview)`` is called after
+    every window of every step (``total = steps x windows``; ``preview``: approximate RGB ``[3, h, w]`` of the
+    window's middle frame as the step predicts it clean, for 4-channel SD latents, else None); raising from it cancels
+    the run (the exception propagates).
     """
     unet, vae = components.unet, components.vae
     device, dtype = unet.device, unet.dtype
@@ -184,13 +202,13 @@ def sample_stage2(
     branches = 2 if do_cfg else 1
     generator = torch.Generator(device="cpu").manual_seed(options.seed)
 
-    # 1. reference CLIP image embedding: [1, 1, d] (+ zeros for the unconditional branch)
-    reference = F.interpolate(reference.float(), size=size, mode="bicubic", antialias=True, align_corners=False)
-    image_embeds = encode_clip_image(components.image_encoder, reference.to(device))[:, None].to(dtype)
+    # 1. reference CLIP image embedding of the reference as given: [1, 1, d] (+ zeros for the unconditional branch)
+    image_embeds = encode_clip_image(components.image_encoder, reference)[:, None].to(device=device, dtype=dtype)
 
-    # 2. noise-augmented reference latent: [1, c, h, w]
-    noise = torch.randn(reference.shape, generator=generator)
-    augmented = (reference + options.noise_aug_strength * noise).to(device=device, dtype=vae.dtype)
+    # 2. noise-augmented latent of the reference at the video size: [1, c, h, w]
+    pixels = vae_reference_pixels(reference, *size).float().cpu()
+    noise = torch.randn(pixels.shape, generator=generator)
+    augmented = (pixels + options.noise_aug_strength * noise).to(device=device, dtype=vae.dtype)
     image_latents = encode(vae, augmented).to(dtype)
     if do_cfg:
         image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
@@ -208,7 +226,9 @@ def sample_stage2(
     latents = torch.randn(latent_shape, generator=generator).to(device=device, dtype=dtype) * scheduler.init_noise_sigma
     cfg_scales = linear_frame_scales(num_frames, options.min_cfg, options.max_cfg).to(device=device, dtype=dtype)
 
-    # 5. guidance feature, once per video: [f, c0, h, w]
+    # 5. guidance feature, once per video: [f, c0, h, w] (strength 0: no control path at all)
+    if control is not None and float(control.strength) == 0.0:
+        control = None
     guidance = None
     if control is not None:
         maps = {name: m.to(device) for name, m in control.maps.items()}
