@@ -91,10 +91,10 @@ def test_unknown_size_needs_a_config(files):
 def test_missing_and_unexpected_keys_are_listed(encoder, files, tmp_path):
     tensors = dict(encoder.state_dict())
     del tensors["visual_projection.weight"]
-    tensors["text_projection.weight"] = torch.zeros(4, 4)
+    tensors["multi_modal_projector.linear_1.bias"] = torch.zeros(4)
     message = _error(load_clip_image_encoder, _save(tmp_path / "x.safetensors", tensors), config=files["folder"])
     assert "1 missing keys: visual_projection.weight" in message
-    assert "1 unexpected keys: text_projection.weight" in message
+    assert "1 unexpected keys: multi_modal_projector.linear_1.bias" in message
 
 
 def test_open_clip_layout_is_named(tmp_path):

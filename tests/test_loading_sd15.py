@@ -261,8 +261,9 @@ def test_other_model_families_are_named(marker, family, models, files, tmp_path)
     assert f"is a {family} checkpoint, not Stable Diffusion 1.5" in message
 
 
-def test_file_without_ldm_unet(files):
-    """A diffusers-layout component file is not a single-file checkpoint; the error says what groups it found."""
-    path = files["folder"] / "unet" / "diffusion_pytorch_model.safetensors"
+def test_file_without_sd15_weights(tmp_path, files):
+    """A file holding neither LDM nor diffusers-named SD1.5 weights; the error says what groups it found."""
+    path = tmp_path / "clip.safetensors"
+    save_file({"vision_model.embeddings.class_embedding": torch.zeros(4)}, str(path))
     message = _error(load_sd15_unet, path, config=files["config"])
-    assert "holds no SD1.5 unet weights in the LDM layout" in message and "down_blocks" in message
+    assert "holds no SD1.5 unet weights in the LDM layout" in message and "vision_model" in message

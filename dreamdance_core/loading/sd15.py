@@ -7,9 +7,14 @@ Two kinds of ``source`` are accepted:
   ``stabilityai/sd-vae-ft-mse`` VAE that the AnimateAnyone family uses);
 * a **single file** ``.safetensors`` in the original LDM layout, as found in ComfyUI's ``models/checkpoints``
   (``model.diffusion_model.*`` UNet, ``first_stage_model.*`` VAE, ``cond_stage_model.*`` text encoder), or, for the
-  VAE, a standalone LDM VAE file as found in ``models/vae`` (``encoder.*`` / ``decoder.*``). A single file carries
-  no architecture: ``config`` names a diffusers-style config folder (``unet/config.json``, ``vae/config.json``) that
-  interprets it; by default the real SD1.5 configs shipped in ``dreamdance_core/configs/sd15/``.
+  VAE, a standalone LDM VAE file as found in ``models/vae`` (``encoder.*`` / ``decoder.*``). A component's weights
+  saved as one file with diffusers names (e.g. ``sd-vae-ft-mse``'s ``diffusion_pytorch_model.safetensors`` copied to
+  ``models/vae``) are read as they are. A single file carries no architecture: ``config`` names a diffusers-style
+  config folder (``unet/config.json``, ``vae/config.json``) that interprets it; by default the real SD1.5 configs
+  shipped in ``dreamdance_core/configs/sd15/``.
+
+Older diffusers folders and files name the VAE mid-block attention ``query/key/value/proj_attn`` (stock SD1.5 folders,
+``stabilityai/sd-vae-ft-mse``); they are renamed as diffusers' ``from_pretrained`` does (:func:`.common.build_strict`).
 
 Key conversion LDM -> diffusers is diffusers' own (``convert_ldm_unet_checkpoint`` / ``convert_ldm_vae_checkpoint``,
 what ``from_single_file`` runs); the difference is that loading here is **strict**: a missing, unexpected or wrongly
@@ -36,7 +41,16 @@ from diffusers.loaders.single_file_utils import (
     infer_diffusers_model_type,
 )
 
-from .common import CONFIG_NAME, PICKLE_SUFFIXES, WeightFileError, check_state_dict, read_safetensors
+from .common import (
+    CONFIG_NAME,
+    DIFFUSERS_WEIGHT_NAMES,
+    WeightFileError,
+    build_strict,
+    component_folder,
+    find_weights_file,
+    read_safetensors,
+    shorten,
+)
 
 SD15_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "sd15"
 """The runwayml SD1.5 ``unet/``, ``vae/`` and ``scheduler/`` configs (JSON only, no weights)."""
@@ -45,7 +59,6 @@ HOW_TO_GET_SD15 = (
     "Put an SD1.5 checkpoint such as v1-5-pruned-emaonly.safetensors (from huggingface.co/stable-diffusion-v1-5/"
     "stable-diffusion-v1-5) into ComfyUI/models/checkpoints, or pass a diffusers SD1.5 folder holding unet/ and vae/."
 )
-DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
 
 # diffusers' names for the families its single-file detection recognises, in words, for error messages
 _FAMILY_NAMES = {
@@ -72,6 +85,7 @@ class _Component:
     cls: type[ModelMixin]
     subfolder: str
     select: Callable[[StateDict], StateDict]  # the component's LDM keys of a single file ({} if absent)
+    native: Callable[[StateDict], bool]  # the file holds this component alone, under diffusers names
     convert: Callable[[StateDict, dict[str, Any]], StateDict]  # LDM -> diffusers names
 
 
@@ -87,8 +101,16 @@ def _select_vae(state: StateDict) -> StateDict:
     return dict(state) if standalone else {}
 
 
-_UNET = _Component(UNet2DConditionModel, "unet", _select_unet, convert_ldm_unet_checkpoint)
-_VAE = _Component(AutoencoderKL, "vae", _select_vae, convert_ldm_vae_checkpoint)
+def _native_unet(state: StateDict) -> bool:
+    return "conv_in.weight" in state and "time_embedding.linear_1.weight" in state
+
+
+def _native_vae(state: StateDict) -> bool:
+    return "encoder.down_blocks.0.resnets.0.conv1.weight" in state and "decoder.conv_in.weight" in state
+
+
+_UNET = _Component(UNet2DConditionModel, "unet", _select_unet, _native_unet, convert_ldm_unet_checkpoint)
+_VAE = _Component(AutoencoderKL, "vae", _select_vae, _native_vae, convert_ldm_vae_checkpoint)
 
 
 def load_sd15_unet(
@@ -140,30 +162,6 @@ def _load(
     return build_strict(component.cls, model_config, state, str(weights), dtype)
 
 
-def component_folder(folder: Path, subfolder: str, how_to_get: str) -> Path:
-    """``folder/subfolder`` of a pipeline folder, or ``folder`` itself when it is that component's own folder."""
-    for candidate in (folder / subfolder, folder):
-        if (candidate / CONFIG_NAME).is_file():
-            return candidate
-    raise WeightFileError(
-        f"{folder} is not a model folder: neither {subfolder}/{CONFIG_NAME} nor {CONFIG_NAME} is in it. {how_to_get}"
-    )
-
-
-def find_weights_file(folder: Path, names: tuple[str, ...], how_to_get: str) -> Path:
-    """The first of ``names`` present in ``folder``; a clear error if only pickles or nothing are there."""
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    pickles = sorted(p for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if pickles:
-        read_safetensors(pickles[0])  # raises the pickle-refusal error that names the file
-    present = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
-    raise WeightFileError(
-        f"no weights in {folder}: looked for {' or '.join(names)}, found {present}. {how_to_get}"
-    )
-
-
 def _read_config(cls: type[ModelMixin], folder: Path) -> dict[str, Any]:
     """``folder/config.json`` as a config dict for ``cls``, checked to describe that class."""
     path = folder / CONFIG_NAME
@@ -177,7 +175,7 @@ def _read_config(cls: type[ModelMixin], folder: Path) -> dict[str, Any]:
     return config
 
 
-def _describe_family(state: StateDict) -> str | None:
+def describe_family(state: StateDict) -> str | None:
     """Words for the model family of a non-SD1.x single file, ``None`` for SD1.x (diffusers' "v1")."""
     if any(marker in key for key in state for marker in _SVD_MARKERS):
         return "Stable Video Diffusion"
@@ -189,13 +187,18 @@ def _describe_family(state: StateDict) -> str | None:
 
 
 def _convert_single_file(component: _Component, state: StateDict, config: dict[str, Any], source: Path) -> StateDict:
-    """The component's weights of an LDM single file under diffusers names; nothing in the file may go unused."""
-    family = _describe_family(state)
+    """The component's weights of a single file under diffusers names; nothing in the file may go unused.
+
+    A file already in diffusers names (one component saved alone) is returned as it is; LDM files are converted.
+    """
+    family = describe_family(state)
     if family is not None:
         raise WeightFileError(
             f"{source} is a {family} checkpoint, not Stable Diffusion 1.5. DreamDance Stage 1 is built on SD1.5. "
             f"{HOW_TO_GET_SD15}"
         )
+    if component.native(state):
+        return state
     ldm = component.select(state)
     if not ldm:
         prefixes = sorted({key.split(".")[0] for key in state})
@@ -215,31 +218,8 @@ def _convert_single_file(component: _Component, state: StateDict, config: dict[s
     used = {tensor.data_ptr() for tensor in converted.values()}
     unused = sorted(key for key, tensor in ldm.items() if tensor.data_ptr() not in used)
     if unused:
-        shown = ", ".join(unused[:12]) + (f", ... ({len(unused) - 12} more)" if len(unused) > 12 else "")
         raise WeightFileError(
-            f"{source}: {len(unused)} unexpected {component.subfolder} keys that SD1.5 does not have: {shown}. The "
-            f"checkpoint is not a plain SD1.5 model."
+            f"{source}: {len(unused)} unexpected {component.subfolder} keys that SD1.5 does not have: "
+            f"{shorten(unused)}. The checkpoint is not a plain SD1.5 model."
         )
     return converted
-
-
-def build_strict(cls: type[M], config: dict[str, Any], state: StateDict, source: str, dtype: torch.dtype | None) -> M:
-    """``cls`` from ``config`` holding exactly ``state`` (every key present, none extra, same shapes), in eval mode.
-
-    The model is built on the meta device (no random initialisation of hundreds of millions of weights) and then
-    filled from ``state``; this needs a model without non-persistent buffers, which holds for the SD UNet and VAE.
-    """
-    try:
-        with torch.device("meta"):
-            model = cls.from_config(config)
-    except (TypeError, ValueError) as error:
-        raise WeightFileError(f"the config for {source} does not describe a valid {cls.__name__}: {error}") from error
-    transient = sorted(set(dict(model.named_buffers())) - set(model.state_dict()))
-    if transient:
-        raise TypeError(f"build_strict cannot fill the non-persistent buffers {transient} of {cls.__name__}")
-    check_state_dict(model, state, source)
-    if dtype not in (None, model.dtype):
-        model.to(dtype=dtype)
-    model.to_empty(device="cpu")
-    model.load_state_dict(state, strict=True)
-    return model.eval()

@@ -1,6 +1,7 @@
 """Loading Stable Video Diffusion (img2vid, SVD-XT 1.1) and the Stage-2 control weights.
 
-* a diffusers folder (``unet/``, ``vae/``, ``image_encoder/``, ``scheduler/``) - :func:`load_svd_folder`;
+* a diffusers folder (``unet/``, ``vae/``, ``image_encoder/``, ``scheduler/``), with full or only ``fp16`` variant
+  weight files - :func:`load_svd_folder`;
 * a single-file checkpoint as found in ComfyUI's ``models/checkpoints`` (``svd_xt_1_1.safetensors``, the original
   Stability ``generative-models`` key names) - :func:`load_svd_single_file`. diffusers has no ``from_single_file``
   for SVD, so the key conversion is here: one function per part maps each diffusers key to its original key
@@ -9,9 +10,16 @@
 * the controller and the ControlNet, saved with ``save_pretrained`` and read back strictly -
   :func:`save_stage2_control`, :func:`load_stage2_control`.
 
-Single-file layout: UNet under ``model.diffusion_model.``, VAE under ``first_stage_model.``, the OpenCLIP ViT-H image
-encoder under ``conditioner.embedders.0.open_clip.model.visual.``. Everything is strict: every weight of the target
-models must be found, and unconsumed keys under those prefixes are reported (a different architecture).
+Single-file layout (``sgm``, and ComfyUI's ``SVD_img2vid``): UNet under ``model.diffusion_model.``, VAE under
+``first_stage_model.``, the ViT-H image encoder under ``conditioner.embedders.0.open_clip.model.visual.`` - in OpenCLIP
+names in Stability's files, in transformers names (``vision_model.*``, ``visual_projection.weight``) in files that
+ComfyUI writes (``ImageOnlyCheckpointSave``: ``process_clip_vision_state_dict_for_saving`` puts its
+``CLIPVisionModelProjection`` state dict under ``clip_vision_prefix``). Both are read.
+
+A single file is checked from its header alone (key names and shapes; another model family is named) before any
+tensor is read; the models are built without weights and filled tensor by tensor, so loading needs about one copy
+of the weights in memory (``bench/bench_load_memory.py`` measures it). Everything is strict: every weight of the
+target models must be found, and unconsumed keys under those prefixes are reported (a different architecture).
 """
 
 from __future__ import annotations
@@ -29,14 +37,21 @@ from ..models.controller import CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
 from ..models.unet_svd import ControlledSVDUNet
 from ..sampling.stage2 import SVDComponents
-from .common import WeightFileError, check_state_dict, load_model_strict, read_safetensors
+from .clip_vision import HOW_TO_GET_SVD_IMAGE_ENCODER, PATCH_EMBEDDING, POSITION_IDS, load_clip_image_encoder
+from .common import SafetensorsFile, StateDict, WeightFileError, build_empty, fill_strict, load_model_strict, shorten
+from .sd15 import describe_family
 
 SVD_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "svd"
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "conditioner.embedders.0.open_clip.model.visual."
-CLIP_WEIGHTS_NAME = "model.safetensors"
 SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
+HOW_TO_GET_SVD = (
+    "Use Stable Video Diffusion img2vid-xt 1.1: svd_xt_1_1.safetensors from huggingface.co/stabilityai/"
+    "stable-video-diffusion-img2vid-xt-1-1 in ComfyUI/models/checkpoints (a file saved by ComfyUI's "
+    "ImageOnlyCheckpointSave works too), or that repository's diffusers folder (unet/, vae/, image_encoder/, "
+    "scheduler/; the fp16 variant files alone are enough)."
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,8 @@ def _video_resblock(rest: str, spatial: Mapping[str, str], mix_factor: str) -> s
 def _video_transformer(rest: str) -> str:
     """diffusers ``TransformerSpatioTemporalModel`` -> original ``SpatialVideoTransformer``."""
     rest = rest.replace("temporal_transformer_blocks.", "time_stack.")
-    return rest.replace("time_pos_embed.linear_1.", "time_pos_embed.0.").replace("time_pos_embed.linear_2.", "time_pos_embed.2.")
+    rest = rest.replace("time_pos_embed.linear_1.", "time_pos_embed.0.")
+    return rest.replace("time_pos_embed.linear_2.", "time_pos_embed.2.")
 
 
 def unet_original_key(key: str, layers_per_block: int, up_blocks_with_attention: set[int]) -> OriginalKey:
@@ -193,58 +209,93 @@ def _vae_key_map(vae: torch.nn.Module) -> KeyMap:
     return lambda key: vae_original_key(key, len(vae.config.block_out_channels))
 
 
-def _fit(tensor: torch.Tensor, shape: torch.Size, source: str, key: str) -> torch.Tensor:
-    if tensor.shape == shape:
-        return tensor
-    if tensor.numel() == torch.Size(shape).numel() and [d for d in tensor.shape if d != 1] == [d for d in shape if d != 1]:
-        return tensor.reshape(shape)
-    raise WeightFileError(
-        f"{source}: {key} has shape {tuple(tensor.shape)} but the model expects {tuple(shape)}; the checkpoint is "
-        f"not an SVD img2vid checkpoint of the configured size (check the config folder)"
-    )
+def transformers_key(key: str) -> OriginalKey:
+    """A ``CLIPVisionModelWithProjection`` weight under its own name (the layout ComfyUI saves SVD's encoder in)."""
+    return OriginalKey(key)
 
 
-def load_original_into(
-    model: torch.nn.Module, original: Mapping[str, torch.Tensor], prefix: str, key_map: KeyMap, source: str
-) -> None:
-    """Fill ``model`` from an original-layout state dict (strict: missing and unconsumed keys are errors)."""
-    converted, missing, consumed = {}, [], set()
+def _identity(target: torch.Tensor) -> torch.Tensor:
+    """What ``quant_conv`` must hold where the original layout has none: a 1x1 identity conv, zero bias."""
+    if target.ndim > 1:
+        return torch.eye(target.shape[0], dtype=target.dtype).reshape(target.shape)
+    return torch.zeros(target.shape, dtype=target.dtype)
+
+
+def _stored_shape(shape: tuple[int, ...], where: OriginalKey) -> tuple[int, ...]:
+    """The shape that ``where`` yields from a stored tensor of ``shape`` (before any singleton reshape)."""
+    if where.chunk is not None:
+        shape = (shape[0] // 3, *shape[1:])
+    return tuple(reversed(shape)) if where.transpose else shape
+
+
+def _fits(stored: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Equal shapes, or shapes that differ only by singleton dims (1x1 convs stored for linears and back)."""
+    return stored == target or [d for d in stored if d != 1] == [d for d in target if d != 1]
+
+
+def _plan(model: torch.nn.Module, original: Mapping[str, torch.Tensor], prefix: str, key_map: KeyMap, source: str,
+          ignored: tuple[str, ...] = ()) -> dict[str, OriginalKey | None]:
+    """Where each of ``model``'s weights is in ``original``, checked from names and shapes only (meta tensors do).
+
+    Raises a :class:`WeightFileError` listing missing keys, keys under ``prefix`` that nothing uses (except
+    ``ignored`` names) and shape mismatches.
+    """
+    plan, missing, mismatched, consumed = {}, [], [], set()
     for key, target in model.state_dict().items():
-        where = key_map(key)
-        if where is None:  # quant_conv: the identity
-            converted[key] = torch.eye(target.shape[0]).reshape(target.shape) if target.ndim > 1 else torch.zeros_like(target)
+        where = plan[key] = key_map(key)
+        if where is None:
             continue
         name = prefix + where.key
         if name not in original:
             missing.append(name)
             continue
         consumed.add(name)
-        tensor = original[name]
-        if where.chunk is not None:
-            tensor = tensor.chunk(3, dim=0)[where.chunk]
-        if where.transpose:
-            tensor = tensor.T
-        converted[key] = _fit(tensor, target.shape, source, name)
-    unexpected = sorted(k for k in original if k.startswith(prefix) and k not in consumed)
-    if missing or unexpected:
-        problems = [f"{len(keys)} {title}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected)) if keys]
+        stored = _stored_shape(tuple(original[name].shape), where)
+        if not _fits(stored, tuple(target.shape)):
+            mismatched.append(f"{name}: file {stored} vs model {tuple(target.shape)}")
+    unexpected = sorted(k for k in original if k.startswith(prefix) and k not in consumed and k not in ignored)
+    titled = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", sorted(mismatched)))
+    problems = [f"{len(keys)} {title}: {shorten(keys, 8)}" for title, keys in titled if keys]
+    if problems:
         raise WeightFileError(
             f"{source} does not match the SVD {type(model).__name__} under {prefix!r}: " + "; ".join(problems)
-            + ". Use an SVD img2vid (XT 1.1) single-file checkpoint, or pass the config folder that describes it."
+            + f". The checkpoint is not an SVD img2vid model of the configured size. {HOW_TO_GET_SVD}"
         )
-    model.load_state_dict(converted, strict=True)
+    return plan
+
+
+def _read_planned(
+    model: torch.nn.Module, plan: dict[str, OriginalKey | None], original: Mapping[str, torch.Tensor], prefix: str,
+    dtype: torch.dtype,
+) -> StateDict:
+    """``model``'s weights read from ``original`` (each stored tensor once, cast to ``dtype`` as it is read)."""
+    state, fused = {}, {}
+    for key, target in model.state_dict().items():
+        where = plan[key]
+        if where is None:
+            state[key] = _identity(target).to(dtype)
+            continue
+        name = prefix + where.key
+        if where.chunk is not None:
+            if name not in fused:
+                fused[name] = original[name].to(dtype).chunk(3, dim=0)  # three views of one read
+            tensor = fused[name][where.chunk]
+        else:
+            tensor = original[name].to(dtype)
+        if where.transpose:
+            tensor = tensor.T.contiguous()
+        state[key] = tensor.reshape(target.shape)
+    return state
 
 
 def original_state_dict(model: torch.nn.Module, prefix: str, key_map: KeyMap) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`load_original_into`: ``model``'s weights under their original names."""
+    """The inverse of :func:`load_svd_single_file`'s conversion: ``model``'s weights under their original names."""
     out: dict[str, torch.Tensor] = {}
     fused: dict[str, dict[int, torch.Tensor]] = {}
     for key, tensor in model.state_dict().items():
         where = key_map(key)
         if where is None:
-            identity = torch.eye(tensor.shape[0]).reshape(tensor.shape) if tensor.ndim > 1 else torch.zeros_like(tensor)
-            if not torch.equal(tensor, identity.to(tensor)):
+            if not torch.equal(tensor, _identity(tensor)):
                 raise ValueError(f"{key} is not the identity; the original SVD layout has no place for it")
             continue
         name = prefix + where.key
@@ -265,7 +316,10 @@ def original_state_dict(model: torch.nn.Module, prefix: str, key_map: KeyMap) ->
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise WeightFileError(f"config file {path.name!r} not found in {path.parent}; point at a complete SVD config folder")
+        raise WeightFileError(
+            f"config file {path.name!r} not found in {path.parent}; point at a complete SVD config folder. "
+            f"{HOW_TO_GET_SVD}"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -273,7 +327,10 @@ def _read_json(path: Path) -> dict:
 
 
 def build_svd_models(config_dir: str | os.PathLike = SVD_CONFIG_DIR) -> SVDComponents:
-    """Randomly initialised SVD parts from a config folder (``unet/``, ``vae/``, ``image_encoder/``, ``scheduler/``)."""
+    """Randomly initialised SVD parts from a config folder (``unet/``, ``vae/``, ``image_encoder/``, ``scheduler/``).
+
+    Wrap in :func:`.common.build_empty` for weightless parts (what the single-file loader fills).
+    """
     from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -285,25 +342,57 @@ def build_svd_models(config_dir: str | os.PathLike = SVD_CONFIG_DIR) -> SVDCompo
     return SVDComponents(unet, vae, image_encoder, _read_json(config_dir / SCHEDULER_CONFIG))
 
 
-def _finish(components: SVDComponents, dtype: torch.dtype | None) -> SVDComponents:
+def _frozen(components: SVDComponents) -> SVDComponents:
     for model in (components.unet, components.vae, components.image_encoder):
         model.eval().requires_grad_(False)
-        if dtype is not None:
-            model.to(dtype=dtype)
     return components
+
+
+def _check_is_svd(header: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse, from key names alone, a file that is not an SVD checkpoint, naming what it is."""
+    unet_keys = [key for key in header if key.startswith(UNET_PREFIX)]
+    if any(".time_stack." in key for key in unet_keys):
+        return
+    if not unet_keys:
+        groups = ", ".join(sorted({key.split(".")[0] for key in header})[:12])
+        raise WeightFileError(
+            f"{source} is not a single-file SVD checkpoint: it has no UNet under {UNET_PREFIX!r} (top-level key "
+            f"groups: {groups}). {HOW_TO_GET_SVD}"
+        )
+    family = describe_family(dict(header)) or "Stable Diffusion 1.x"
+    raise WeightFileError(
+        f"{source} is a {family} checkpoint (an image model without SVD's temporal layers), not Stable Video "
+        f"Diffusion img2vid; DreamDance Stage 2 is built on SVD. {HOW_TO_GET_SVD}"
+    )
+
+
+def _clip_key_map(header: Mapping[str, torch.Tensor]) -> KeyMap:
+    """OpenCLIP names (Stability's files) or transformers names (files ComfyUI saved) under :data:`CLIP_PREFIX`."""
+    return transformers_key if CLIP_PREFIX + PATCH_EMBEDDING in header else clip_original_key
 
 
 def load_svd_single_file(
     path: str | os.PathLike, config_dir: str | os.PathLike = SVD_CONFIG_DIR, dtype: torch.dtype | None = None
 ) -> SVDComponents:
-    """SVD from a single-file checkpoint with the original key names (ComfyUI ``models/checkpoints``), offline."""
-    original = read_safetensors(path)
-    components = build_svd_models(config_dir)
-    source = str(path)
-    load_original_into(components.unet, original, UNET_PREFIX, _unet_key_map(components.unet), source)
-    load_original_into(components.vae, original, VAE_PREFIX, _vae_key_map(components.vae), source)
-    load_original_into(components.image_encoder, original, CLIP_PREFIX, clip_original_key, source)
-    return _finish(components, dtype)
+    """SVD from a single-file checkpoint with the original key names (ComfyUI ``models/checkpoints``), offline.
+
+    Order of work: the header (names, shapes) is checked for every part; only then are tensors read, one at a time,
+    cast to ``dtype`` (default float32) and assigned to weightless models.
+    """
+    source, target = str(path), dtype or torch.float32
+    with SafetensorsFile(path) as file:
+        header = file.meta()
+        _check_is_svd(header, source)
+        components = build_empty(lambda: build_svd_models(config_dir))
+        parts = [
+            (components.unet, UNET_PREFIX, _unet_key_map(components.unet), ()),
+            (components.vae, VAE_PREFIX, _vae_key_map(components.vae), ()),
+            (components.image_encoder, CLIP_PREFIX, _clip_key_map(header), (CLIP_PREFIX + POSITION_IDS,)),
+        ]
+        plans = [_plan(model, header, prefix, key_map, source, ignored) for model, prefix, key_map, ignored in parts]
+        for (model, prefix, _, _), plan in zip(parts, plans):
+            fill_strict(model, _read_planned(model, plan, file, prefix, target), source, target)
+    return _frozen(components)
 
 
 def svd_single_file_state_dict(components: SVDComponents) -> dict[str, torch.Tensor]:
@@ -331,22 +420,26 @@ def _vae_class(folder: Path) -> type:
 
 
 def load_svd_folder(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> SVDComponents:
-    """SVD from a diffusers folder (as ``StableVideoDiffusionPipeline.save_pretrained`` writes it), strictly. Its VAE
-    is SVD's ``AutoencoderKLTemporalDecoder`` or an ``AutoencoderTiny`` (``vae/config.json`` says which)."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    """SVD from a diffusers folder (as ``StableVideoDiffusionPipeline.save_pretrained`` writes it), strictly.
 
+    Its VAE is SVD's ``AutoencoderKLTemporalDecoder`` or an ``AutoencoderTiny`` (``vae/config.json`` says which).
+    Each part may hold only its ``fp16`` variant file (``diffusion_pytorch_model.fp16.safetensors``,
+    ``model.fp16.safetensors``), as some downloads of stabilityai's repositories do; the image encoder is read by
+    :func:`.clip_vision.load_clip_image_encoder` (an old ``position_ids`` buffer is dropped).
+    """
     folder = Path(folder)
     if not folder.is_dir():
-        raise WeightFileError(f"SVD folder {folder} not found; point at a diffusers SVD folder (unet/, vae/, image_encoder/)")
-    unet = load_model_strict(ControlledSVDUNet, folder / "unet")
-    vae = load_model_strict(_vae_class(folder / "vae"), folder / "vae")
-    clip_config = _read_json(folder / "image_encoder" / "config.json")
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_config))
-    weights = folder / "image_encoder" / CLIP_WEIGHTS_NAME
-    state_dict = read_safetensors(weights)
-    check_state_dict(image_encoder, state_dict, str(weights))
-    image_encoder.load_state_dict(state_dict, strict=True)
-    return _finish(SVDComponents(unet, vae, image_encoder, _read_json(folder / SCHEDULER_CONFIG)), dtype)
+        raise WeightFileError(
+            f"SVD folder {folder} not found; point at a diffusers SVD folder (unet/, vae/, image_encoder/). "
+            f"{HOW_TO_GET_SVD}"
+        )
+    unet = load_model_strict(ControlledSVDUNet, folder / "unet", dtype=dtype, how_to_get=HOW_TO_GET_SVD)
+    vae = load_model_strict(_vae_class(folder / "vae"), folder / "vae", dtype=dtype, how_to_get=HOW_TO_GET_SVD)
+    encoder_folder = folder / "image_encoder"
+    image_encoder = load_clip_image_encoder(
+        encoder_folder, config=encoder_folder, dtype=dtype, how_to_get=HOW_TO_GET_SVD_IMAGE_ENCODER
+    )
+    return _frozen(SVDComponents(unet, vae, image_encoder, _read_json(folder / SCHEDULER_CONFIG)))
 
 
 def save_svd_folder(components: SVDComponents, folder: str | os.PathLike) -> Path:
@@ -360,7 +453,9 @@ def save_svd_folder(components: SVDComponents, folder: str | os.PathLike) -> Pat
     return folder
 
 
-def save_stage2_control(folder: str | os.PathLike, controller: CrossDomainController, controlnet: SVDControlNet) -> None:
+def save_stage2_control(
+    folder: str | os.PathLike, controller: CrossDomainController, controlnet: SVDControlNet
+) -> None:
     """Write ``controller/`` and ``controlnet/`` (config.json + safetensors each) under ``folder``."""
     folder = Path(folder)
     controller.save_pretrained(folder / "controller", safe_serialization=True)
