@@ -13,6 +13,9 @@ from typing import Mapping
 
 import torch
 
+ABSENT_VALUE = -1.0
+"""A dropped ("zero", black) control map's value in the core's -1..1 convention: what the model learns as absent."""
+
 
 @dataclass(frozen=True)
 class RobustConditioning:
@@ -28,7 +31,7 @@ class RobustConditioning:
     """
 
     probabilities: Mapping[str, float] = field(default_factory=dict)
-    fill_value: float = -1.0
+    fill_value: float = ABSENT_VALUE
 
     def __post_init__(self):
         for name, p in self.probabilities.items():

@@ -146,16 +146,24 @@ def test_without_geometry_attention_modalities_stay_separate_until_the_sum():
     assert not torch.allclose(features[:, 1], reference[:, 1])
 
 
-def test_modality_strength_zero_removes_that_modality():
+def test_modality_strength_zero_is_the_black_map_and_strength_interpolates_the_feature():
+    """Strength 0 = that modality's black (absent, robust-conditioning) map; s moves along F(black) -> F(map)."""
     controller = tiny_controller()
     randomize_(controller.geometry, seed=9, scale=0.3)
     base = maps()
+    black = dict(base, normal=torch.full_like(base["normal"], -1.0))
     with torch.no_grad():
         a = controller(base, {"normal": 0.0})
         b = controller(dict(base, normal=-base["normal"]), {"normal": 0.0})
+        fed_black = controller(black)
         c = controller(base)
+        f_map, f_black = controller.encoders["normal"](base["normal"]), controller.encoders["normal"](black["normal"])
+        half = controller.encode_modality("normal", base["normal"], 0.25)
     assert torch.equal(a, b)
+    assert torch.equal(a, fed_black)
     assert not torch.allclose(a, c)
+    torch.testing.assert_close(half, f_black + 0.25 * (f_map - f_black))
+    assert torch.equal(controller.encode_modality("normal", base["normal"], 1.0), f_map)
     with pytest.raises(ControlMapError, match="unknown modalities"):
         controller(base, {"densepose": 1.0})
 

@@ -58,6 +58,43 @@ def test_fresh_control_and_strength_zero_equal_plain_svd_and_trained_weights_cha
     assert (on - plain).abs().max() > 1e-3
 
 
+def trained_control(parts, **kw) -> Stage2Control:
+    """Controller and ControlNet with random ("trained") weights, so the control path changes the video."""
+    components, _ = parts
+    controller = randomize_(tiny_controller(), seed=21, scale=0.1)
+    controlnet = randomize_(tiny_controlnet(components.unet), seed=22, scale=0.1)
+    return Stage2Control(controller, controlnet, control_maps(3, width=W, height=H), **kw)
+
+
+def test_modality_strength_zero_is_feeding_that_modalitys_black_map(parts):
+    """Strength 0 = the absent map robust conditioning trains on (-1 everywhere), not a zeroed feature."""
+    components, _ = parts
+    run = lambda control: sample_stage2(components, reference_image(W, H), options(), control)  # noqa: E731
+    zero = run(trained_control(parts, modality_strengths={"depth": 0.0}))
+    black = trained_control(parts)
+    black.maps = dict(black.maps, depth=torch.full_like(black.maps["depth"], -1.0))
+    assert torch.equal(zero, run(black))
+    assert (zero - run(trained_control(parts))).abs().max() > 1e-3  # the depth map does matter at strength 1
+
+
+def test_overall_strength_zero_runs_no_control_path_and_is_plain_svd(parts):
+    components, _ = parts
+    control = trained_control(parts, strength=0.0)
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a, name=n: calls.append(name))
+             for n, m in (("controlnet", control.controlnet), ("controller", control.controller))]
+    try:
+        off = sample_stage2(components, reference_image(W, H), options(), control)
+        assert calls == []
+        control.strength = 0.5
+        sample_stage2(components, reference_image(W, H), options(steps=1), control)
+        assert calls.count("controller") == 1 and calls.count("controlnet") == 1  # one step, one window
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert torch.equal(off, sample_stage2(components, reference_image(W, H), options()))
+
+
 def test_same_seed_same_video_other_seed_other_video(parts):
     components, _ = parts
     a = sample_stage2(components, reference_image(W, H), options(steps=1))

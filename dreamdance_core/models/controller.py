@@ -26,6 +26,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
+from ..robust_conditioning import ABSENT_VALUE
 from .attention import GeometryAttention
 
 GeometryTokens = Literal["pixel", "frame"]
@@ -147,22 +148,36 @@ class CrossDomainController(ModelMixin, ConfigMixin):
             )
         return count
 
+    def encode_modality(self, name: str, maps: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """``F_m`` of one modality's maps ``[f, 3, H, W]`` -> ``[f, c, h, w]``, at ``strength``:
+        ``F(black) + strength * (F(maps) - F(black))``, where the black map (``ABSENT_VALUE`` everywhere) is what
+        robust conditioning trained the model to read as "this map is absent". So 0 is exactly the absent map, 1 the
+        map itself, and values in between (or beyond) move along the line between the two features."""
+        maps = maps.to(next(self.parameters()).dtype)
+        if strength == 1.0:
+            return self.encoders[name](maps)
+        black = self.encoders[name](torch.full_like(maps, ABSENT_VALUE))  # all frames: bit-equal to feeding black maps
+        if strength == 0.0:
+            return black
+        return black + strength * (self.encoders[name](maps) - black)
+
     def encode(
         self, controls: Mapping[str, torch.Tensor], strengths: Mapping[str, float] | None = None
     ) -> torch.Tensor:
         """Per-modality features after geometry attention, ``[f, m, c, h, w]`` (before the sum over modalities).
 
-        ``strengths`` scales each modality's encoded feature (missing names: 1.0; 0 removes a modality).
+        ``strengths``: per modality, where its feature lies between the absent (black) map's, 0, and the given map's,
+        1 (missing names: 1.0); see :meth:`encode_modality`. A strength acts before geometry attention, so 0 gives
+        exactly what feeding that modality's black map gives.
         """
         self.check_maps(controls)
         strengths = dict(strengths or {})
         unknown = set(strengths) - set(self.modalities)
         if unknown:
             raise ControlMapError(f"strengths given for unknown modalities {sorted(unknown)}; known: {list(self.modalities)}")
-        dtype = next(self.parameters()).dtype
-        # 1. encode each modality: [f, 3, H, W] -> [f, c, h, w], scaled by its strength
+        # 1. encode each modality at its strength: [f, 3, H, W] -> [f, c, h, w]
         features = torch.stack(
-            [self.encoders[name](controls[name].to(dtype)) * float(strengths.get(name, 1.0)) for name in self.modalities],
+            [self.encode_modality(name, controls[name], float(strengths.get(name, 1.0))) for name in self.modalities],
             dim=1,
         )  # [f, m, c, h, w]
         if self.geometry is None:
