@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from dreamdance_core.geometry import encode_latents
-from dreamdance_core.models.clip_image import encode_clip_image
+from dreamdance_core.models.clip_image import encode_reference_image, to_pil_images, vae_reference_pixels
 from dreamdance_core.sampling.stage1 import default_scheduler, sample_geometry
 from dreamdance_core.sampling.windows import WindowOptions
 from tests.tiny_stage1 import randomize_, tiny_image_encoder, tiny_stage1, tiny_vae
@@ -56,7 +58,7 @@ def test_equal_scales_match_an_ordinary_cfg_loop(parts):
     scheduler = default_scheduler()
     scheduler.set_timesteps(steps)
     with torch.no_grad():
-        embeds = encode_clip_image(encoder, reference)[:, None]
+        embeds = encode_reference_image(encoder, reference)[:, None]
         features = model.encode_reference(encode_latents(vae, reference), embeds)
         pose = model.encode_pose(poses)
         latents = torch.randn(3, 2, 4, H // 8, W // 8, generator=torch.Generator().manual_seed(42))
@@ -122,6 +124,41 @@ def test_reference_unet_runs_once_per_call_and_callback_once_per_window_per_step
     assert out.depth.shape[0] == 7
 
 
+class FixedEmbedding(torch.nn.Module):
+    """An image encoder that records what it is shown and returns one fixed embedding."""
+
+    def __init__(self, encoder, embeds: torch.Tensor):
+        super().__init__()
+        self.encoder, self.embeds, self.seen = encoder, embeds, []
+
+    config = property(lambda self: self.encoder.config)
+    device = property(lambda self: self.encoder.device)
+    dtype = property(lambda self: self.encoder.dtype)
+
+    def forward(self, pixel_values):
+        self.seen.append(pixel_values)
+        return SimpleNamespace(image_embeds=self.embeds.expand(pixel_values.shape[0], -1))
+
+
+def test_a_reference_of_any_size_is_embedded_as_given_and_resized_for_the_vae(parts):
+    """CLIP sees the original through the encoder's CLIPImageProcessor; the VAE/reference UNet see it at the poses'
+    size, resized as diffusers' VaeImageProcessor does."""
+    from transformers import CLIPImageProcessor
+
+    model, vae, encoder = parts
+    _, poses = inputs(2)
+    original = torch.rand(1, 3, 70, 44, generator=torch.Generator().manual_seed(3)) * 2 - 1  # portrait, not 32x24
+    spy = FixedEmbedding(encoder, encode_reference_image(encoder, original))
+    out = sample((model, vae, spy), original, poses)
+    expected_pixels = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size=224)(
+        images=to_pil_images(original), return_tensors="pt").pixel_values
+    torch.testing.assert_close(spy.seen[0], expected_pixels, rtol=0, atol=0)
+    resized = vae_reference_pixels(original, H, W)
+    assert resized.shape == (1, 3, H, W)
+    torch.testing.assert_close(out.depth, sample((model, vae, spy), resized, poses).depth, rtol=0, atol=0)
+    assert not torch.allclose(out.depth, sample(parts, resized, poses).depth, atol=1e-4)  # CLIP did see the original
+
+
 def test_one_window_covering_everything_equals_no_windows(parts):
     reference, poses = inputs(3)
     plain = sample(parts, reference, poses)
@@ -157,7 +194,7 @@ def test_cancel_from_the_callback_stops_sampling(parts):
     [
         ((1, 3, 30, 24), (2, 3, 30, 24), "multiples of 8"),
         ((1, 3, 32, 24), (0, 3, 32, 24), "empty"),
-        ((1, 3, 32, 24), (2, 3, 40, 24), "resize both"),
+        ((1, 1, 32, 24), (2, 3, 32, 24), r"\[1, 3, H, W\]"),
         ((1, 3, 32, 24), (2, 1, 32, 24), r"\[frames, 3, H, W\]"),
         ((2, 3, 32, 24), (2, 3, 32, 24), "one reference image"),
     ],

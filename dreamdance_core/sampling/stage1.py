@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import PIL.Image
 import torch
 
 from ..geometry import decode_latents, encode_latents, latent_preview
-from ..models.clip_image import encode_clip_image
+from ..models.clip_image import ReferenceImage, encode_reference_image, vae_reference_pixels
 from ..models.stage1 import NUM_DOMAINS, SD15_NOISE_SCHEDULE, GeometryDiffusionModel
 from .guidance import multi_domain_cfg
 from .windows import WindowOptions, blend_windows, window_indices
@@ -56,18 +57,24 @@ def _check_images(name: str, images: torch.Tensor) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
-def _check_inputs(reference: torch.Tensor, poses: torch.Tensor, guidance: Sequence[float], steps: int) -> torch.Tensor:
+def _check_reference(reference: ReferenceImage) -> ReferenceImage:
+    """A PIL image, or one image ``[3, H, W]`` / ``[1, 3, H, W]`` of any size (the original: it is resized here)."""
+    if isinstance(reference, PIL.Image.Image):
+        return reference
     if reference.ndim == 3:
         reference = reference.unsqueeze(0)
-    _check_images("reference image", reference)
-    _check_images("pose maps", poses)
+    if reference.ndim != 4 or reference.shape[1] != 3:
+        raise ValueError(f"reference image must be [1, 3, H, W] in -1..1 or a PIL image, got {tuple(reference.shape)}")
     if reference.shape[0] != 1:
         raise ValueError(f"one reference image per video, got {reference.shape[0]}")
-    if reference.shape[-2:] != poses.shape[-2:]:
-        raise ValueError(
-            f"reference image is {reference.shape[-1]}x{reference.shape[-2]} but the pose maps are "
-            f"{poses.shape[-1]}x{poses.shape[-2]} (W x H); resize both to the sampling resolution"
-        )
+    if not torch.isfinite(reference).all():
+        raise ValueError("reference image contains NaN or infinite values")
+    return reference
+
+
+def _check_inputs(reference: ReferenceImage, poses: torch.Tensor, guidance: Sequence[float], steps: int):
+    reference = _check_reference(reference)
+    _check_images("pose maps", poses)
     if len(guidance) != NUM_DOMAINS:
         raise ValueError(f"guidance needs {NUM_DOMAINS} scales (rgb, normal, depth), got {len(guidance)}")
     if steps < 1:
@@ -90,7 +97,7 @@ def sample_geometry(
     model: GeometryDiffusionModel,
     vae,
     image_encoder,
-    reference: torch.Tensor,
+    reference: ReferenceImage,
     poses: torch.Tensor,
     *,
     steps: int = 25,
@@ -108,8 +115,11 @@ def sample_geometry(
         model: the Stage-1 model.
         vae: an SD ``AutoencoderKL``.
         image_encoder: a ``CLIPVisionModelWithProjection`` whose projection matches the UNet's cross-attention dim.
-        reference: reference image ``[1, 3, H, W]`` in -1..1.
-        poses: rendered pose maps ``[F, 3, H, W]`` in -1..1, same size as ``reference``.
+        reference: reference image ``[1, 3, H, W]`` in -1..1 or a PIL image, at any size - give the original: the
+            image encoder sees it as given through its ``CLIPImageProcessor`` (AnimateAnyone family, see
+            :func:`~dreamdance_core.models.clip_image.encode_reference_image`); the VAE and the reference UNet see it
+            resized to the pose maps' size as diffusers' ``VaeImageProcessor.preprocess`` does (no resize at that size).
+        poses: rendered pose maps ``[F, 3, H, W]`` in -1..1 at the sampling size.
         steps: denoising steps.
         guidance: ordinary CFG scale per domain (RGB, normal, depth); the paper's eq. 6 scale ``s`` is ``w - 1``.
             The unconditional branch drops the reference image (no reference injection, zero CLIP embedding).
@@ -128,9 +138,9 @@ def sample_geometry(
     num_frames = poses.shape[0]
     guided = any(float(w) != 1.0 for w in guidance)
 
-    # 1. reference: CLIP embedding, VAE latents and reference-UNet features, once per video
-    image_embeds = encode_clip_image(image_encoder, reference).to(device=device, dtype=dtype)[:, None]  # [1, 1, C]
-    reference_latents = encode_latents(vae, reference)
+    # 1. reference, once per video: CLIP embedding of it as given, VAE latents at the sampling size, reference-UNet
+    image_embeds = encode_reference_image(image_encoder, reference).to(device=device, dtype=dtype)[:, None]  # [1, 1, C]
+    reference_latents = encode_latents(vae, vae_reference_pixels(reference, *poses.shape[-2:]))
     features = model.encode_reference(reference_latents.to(device=device, dtype=dtype), image_embeds)
     # 2. pose guider features, once per video
     pose_features = model.encode_pose(poses.to(device=device, dtype=dtype))  # [F, C0, h, w]
