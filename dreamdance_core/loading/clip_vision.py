@@ -49,8 +49,8 @@ HOW_TO_GET_CLIP = (
     "Stage 1 needs a CLIP ViT-L/14 image encoder (projection 768, the width of SD1.5's cross-attention): put "
     "model.safetensors of huggingface.co/openai/clip-vit-large-patch14 into ComfyUI/models/clip_vision (the full CLIP "
     "file works, its text tower is dropped), or pass a transformers folder with config.json and model.safetensors "
-    "such as image_encoder/ of lambdalabs/sd-image-variations-diffusers. A ViT-H/14 (projection 1024, e.g. "
-    "CLIP-ViT-H-14-laion2B-s32B-b79K or SVD's encoder) does not fit Stage 1."
+    "such as image_encoder/ of lambdalabs/sd-image-variations-diffusers. A ViT-H/14 (projection 1024, such as "
+    "CLIP-ViT-H-14-laion2B-s32B-b79K or SVD's own encoder) does not fit Stage 1."
 )
 HOW_TO_GET_SVD_IMAGE_ENCODER = (
     "Stage 2 needs no separate CLIP file: Stable Video Diffusion carries its own ViT-H/14 image encoder, inside "

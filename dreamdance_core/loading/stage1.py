@@ -53,7 +53,7 @@ def load_geometry_pipeline(
     from diffusers import AutoencoderKL
     from transformers import CLIPVisionModelWithProjection
 
-    from .clip_vision import load_clip_image_encoder
+    from .clip_vision import HOW_TO_GET_CLIP, load_clip_image_encoder
     from .common import load_model_strict
     from .sd15 import load_sd15_unet, load_sd15_vae
 
@@ -85,15 +85,17 @@ def load_geometry_pipeline(
     else:
         raise WeightFileError(
             "Stage 1 needs a CLIP image encoder for the reference image: pass a CLIP vision folder or .safetensors "
-            "(e.g. from ComfyUI/models/clip_vision)."
+            f"(e.g. from ComfyUI/models/clip_vision). {HOW_TO_GET_CLIP}"
         )
+    encoder_source = image_encoder if image_encoder is not None else stage1 / "image_encoder"
     if not isinstance(encoder, CLIPVisionModelWithProjection):
-        raise WeightFileError(f"{image_encoder} is not a CLIP vision model with projection")
+        raise WeightFileError(f"{encoder_source} is not a CLIP vision model with projection. {HOW_TO_GET_CLIP}")
     width = model.denoising_unet.config.cross_attention_dim
     if encoder.config.projection_dim != width:
         raise WeightFileError(
-            f"the CLIP image encoder projects to {encoder.config.projection_dim} dims but the Stage-1 UNet's "
-            f"cross-attention takes {width}: use the image encoder Stage 1 was trained with (ViT-L/14 for SD1.5)"
+            f"the CLIP image encoder {encoder_source} projects to {encoder.config.projection_dim} dims but the "
+            f"Stage-1 UNet's cross-attention takes {width}: use the image encoder Stage 1 was trained with. "
+            f"{HOW_TO_GET_CLIP}"
         )
     return GeometryPipeline(model.eval(), vae.eval(), encoder.eval())
 
