@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from .fit import DEFAULT_FIT, FIT_HELP, FIT_MODES
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -28,6 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     source.add_argument("--reference", type=Path, help="reference image (default: a synthetic mannequin)")
     source.add_argument("--pose", type=Path, help="POSE_KEYPOINT or OpenPose JSON file (default: built-in sample dance)")
     source.add_argument("--frames", type=int, default=8, help="frames of the built-in dance (default 8)")
+    source.add_argument("--fit", choices=FIT_MODES, default=DEFAULT_FIT, help=f"{FIT_HELP} Default: {DEFAULT_FIT}.")
     weights = parser.add_argument_group("weights (none given: the shipped demo checkpoint, else a tiny random model)")
     weights.add_argument("--stage1", type=Path, help="DreamDance Stage-1 weights folder (from train/stage1.py)")
     weights.add_argument("--base", type=Path, help="SD1.5 diffusers folder or single-file .safetensors")
@@ -72,14 +75,14 @@ def _poses(args, width: int, height: int):
         sequence = load_pose_file(args.pose)
     else:
         sequence = sample_dance(args.frames, width, height)
-    return render_poses(sequence, width, height, fit="contain")
+    return render_poses(sequence, width, height, fit=args.fit)
 
 
 def _reference(args, width: int, height: int):
     from .media import from_uint8, load_image
 
     if args.reference is not None:
-        return load_image(args.reference, width, height)
+        return load_image(args.reference, width, height, args.fit)
     from .synthetic.generate import render_sample
 
     return from_uint8(render_sample(7, 0, 3, num_frames=1, width=width, height=height).reference.rgb)
@@ -208,12 +211,14 @@ def _animate(args, source: str, reference, poses, geometry, windows):
     width = args.video_width or scale * reference.shape[-1]
     height = args.video_height or scale * reference.shape[-2]
     maps = {"pose": poses, "depth": geometry.depth, "normal": geometry.normal}
-    maps = {name: fit_images(maps[name].float().cpu(), width, height).to(args.device) for name in video.controller.modalities}
+    maps = {name: fit_images(maps[name].float().cpu(), width, height, args.fit).to(args.device)
+            for name in video.controller.modalities}  # fmt: skip
     options = Stage2Options(width=width, height=height, num_frames=poses.shape[0], steps=args.video_steps,
                             min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows)
     started = time.perf_counter()
     with _progress("Stage 2 (video)") as callback:
-        frames = sample_stage2(video.components, fit_images(reference, width, height).to(args.device), options,
+        reference = fit_images(reference, width, height, args.fit).to(args.device)
+        frames = sample_stage2(video.components, reference, options,
                                Stage2Control(video.controller, video.controlnet, maps), callback)  # fmt: skip
     print(f"Stage 2: {poses.shape[0]} frames at {width}x{height}, {args.video_steps} steps in "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .fit import DEFAULT_FIT, Fit, fit_transform
+
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Core images ``[F, 3, H, W]`` in -1..1 -> ``uint8 [F, H, W, 3]``."""
@@ -24,8 +26,8 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def load_image(path: str | os.PathLike, width: int, height: int) -> torch.Tensor:
-    """An image file as a core image ``[1, 3, height, width]``: centre-cropped to the aspect ratio, then resized."""
+def load_image(path: str | os.PathLike, width: int, height: int, fit: Fit = DEFAULT_FIT) -> torch.Tensor:
+    """An image file as a core image ``[1, 3, height, width]``, fitted to the size by :func:`fit_images`."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -34,11 +36,7 @@ def load_image(path: str | os.PathLike, width: int, height: int) -> torch.Tensor
         raise FileNotFoundError(f"reference image {path} not found") from error
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"{path} is not a readable image ({error})") from error
-    scale = max(width / image.width, height / image.height)
-    crop_w, crop_h = round(width / scale), round(height / scale)
-    left, top = (image.width - crop_w) // 2, (image.height - crop_h) // 2
-    image = image.crop((left, top, left + crop_w, top + crop_h)).resize((width, height), Image.Resampling.LANCZOS)
-    return from_uint8(np.asarray(image)[None])
+    return fit_images(from_uint8(np.asarray(image)[None]), width, height, fit)
 
 
 def colorize_depth(depth_images: torch.Tensor) -> np.ndarray:
@@ -94,19 +92,27 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
-def fit_images(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Core images ``[F, 3, h, w]`` -> ``[F, 3, height, width]``: centre-cropped to the aspect ratio, then resized."""
+def fit_images(
+    images: torch.Tensor, width: int, height: int, fit: Fit = DEFAULT_FIT, pad: float = -1.0
+) -> torch.Tensor:
+    """Core images ``[F, 3, h, w]`` -> ``[F, 3, height, width]`` by the fit policy (:mod:`dreamdance_core.fit`):
+    the kept part is resized (bilinear, antialiased) onto its place; the rest is ``pad`` (black; for normal maps
+    ``PAD_VALUES["normal"]``)."""
     if width < 8 or height < 8:
         raise ValueError(f"target size {width}x{height} is too small (at least 8x8)")
     h, w = images.shape[-2:]
-    scale = max(width / w, height / h)
-    crop_w, crop_h = min(w, round(width / scale)), min(h, round(height / scale))
-    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    transform = fit_transform((w, h), (width, height), fit)
+    left, top, crop_w, crop_h = transform.source_box
+    out_left, out_top, inner_w, inner_h = transform.target_box
     images = images[..., top : top + crop_h, left : left + crop_w]
-    if (crop_h, crop_w) == (height, width):
+    if (crop_h, crop_w) != (inner_h, inner_w):
+        images = torch.nn.functional.interpolate(images.float(), size=(inner_h, inner_w), mode="bilinear",
+                                                 antialias=True, align_corners=False).clamp(-1, 1)  # fmt: skip
+    if (inner_h, inner_w) == (height, width):
         return images
-    return torch.nn.functional.interpolate(images.float(), size=(height, width), mode="bilinear", antialias=True,
-                                           align_corners=False).clamp(-1, 1)
+    padded = images.new_full((*images.shape[:-2], height, width), pad)
+    padded[..., out_top : out_top + inner_h, out_left : out_left + inner_w] = images
+    return padded
 
 
 def geometry_panels(

@@ -29,6 +29,14 @@ def core_to_comfy(image):
     return ((image.float().clamp(-1.0, 1.0) + 1.0) / 2.0).permute(0, 2, 3, 1).contiguous().cpu()
 
 
+def fit_input(*extra: str) -> tuple:
+    """The ``fit`` combo input, with one default everywhere (:mod:`dreamdance_core.fit`); ``extra``: more modes."""
+    from ..dreamdance_core.fit import DEFAULT_FIT, FIT_HELP, FIT_MODES
+
+    tooltip = FIT_HELP + (" stretch = scale each axis on its own (older workflows)." if "stretch" in extra else "")
+    return ((*FIT_MODES, *extra), {"default": DEFAULT_FIT, "tooltip": tooltip})
+
+
 def progress_callback(total: int):
     """A core callback ``(step, total, preview_or_None)`` that drives ComfyUI's progress bar and lets a cancel land.
 

@@ -5,7 +5,10 @@ Each node reads its inputs, converts them (``_common``), calls one core function
 
 from __future__ import annotations
 
-from ._common import DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
+from ..dreamdance_core.fit import DEFAULT_FIT
+from ._common import (
+    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
+)  # fmt: skip
 
 GEOMETRY_MODEL = "DREAMDANCE_GEOMETRY_MODEL"
 WINDOWS = "DREAMDANCE_WINDOWS"
@@ -108,16 +111,17 @@ class DreamDanceWindowOptions:
         return (WindowOptions(length=length, overlap=overlap, weighting=weighting, retain_first=retain_first_frame),)
 
 
-def _pose_maps(pose_keypoint, pose_images, width: int, height: int):
-    """Core pose maps ``[F, 3, H, W]`` from either a POSE_KEYPOINT or rendered pose IMAGEs (exactly one)."""
+def _pose_maps(pose_keypoint, pose_images, width: int, height: int, fit: str):
+    """Core pose maps ``[F, 3, H, W]`` from either a POSE_KEYPOINT or rendered pose IMAGEs (exactly one), placed by
+    the fit policy like the reference image."""
     from ..dreamdance_core.media import fit_images, from_uint8
     from ..dreamdance_core.pose import from_pose_keypoint, render_poses
 
     if (pose_keypoint is None) == (pose_images is None):
         raise ValueError("connect exactly one pose input: pose_keypoint (skeleton keypoints) or pose_images (rendered)")
     if pose_keypoint is not None:
-        return from_uint8(render_poses(from_pose_keypoint(pose_keypoint), width, height, fit="contain"))
-    return fit_images(comfy_to_core(pose_images), width, height)
+        return from_uint8(render_poses(from_pose_keypoint(pose_keypoint), width, height, fit=fit))
+    return fit_images(comfy_to_core(pose_images), width, height, fit)
 
 
 class DreamDancePoseToGeometry:
@@ -156,19 +160,20 @@ class DreamDancePoseToGeometry:
                 "pose_images": ("IMAGE", {"tooltip": "Rendered OpenPose skeleton images, one per frame. Connect "
                                 "this or pose_keypoint."}),
                 "windows": (WINDOWS, {"tooltip": "Window options for long sequences (default: all frames at once)."}),
+                "fit": fit_input(),
             },
         }
 
     def generate(self, geometry_model, reference, width, height, steps, seed, cfg_rgb, cfg_normal, cfg_depth,
-                 pose_keypoint=None, pose_images=None, windows=None):
+                 pose_keypoint=None, pose_images=None, windows=None, fit=DEFAULT_FIT):
         import torch
 
         from ..dreamdance_core.media import fit_images
         from ..dreamdance_core.sampling.stage1 import sample_geometry
         from ..dreamdance_core.sampling.windows import window_indices
 
-        poses = _pose_maps(pose_keypoint, pose_images, width, height)
-        reference = fit_images(comfy_to_core(reference)[:1], width, height)
+        poses = _pose_maps(pose_keypoint, pose_images, width, height, fit)
+        reference = fit_images(comfy_to_core(reference)[:1], width, height, fit)
         callback = progress_callback(steps * len(window_indices(max(1, poses.shape[0]), windows)))
         pipeline = geometry_model
         with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:

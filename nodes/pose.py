@@ -15,6 +15,7 @@ from ..dreamdance_core.pose import (
     render_poses, retarget, sample_dance, smooth_poses, to_pose_keypoint, write_openpose_files, write_pose_file,
 )  # fmt: skip
 from ..dreamdance_core.pose.decode import decode_body_images
+from ._common import fit_input
 
 CATEGORY = "DreamDance/pose"
 POSE = "POSE_KEYPOINT"
@@ -133,8 +134,7 @@ class DreamDanceRenderPose:
                 "pose": (POSE, {"tooltip": "The poses to draw, one image per frame."}),
                 "width": _size_input(0, "Output width; 0 = the pose's canvas width."),
                 "height": _size_input(0, "Output height; 0 = the pose's canvas height."),
-                "fit": (("stretch", "contain"), {"tooltip": "When the aspect ratio changes: stretch like normalised "
-                        "coordinates do, or keep proportions and centre (black bars)."}),
+                "fit": fit_input("stretch"),
                 "draw_body": ("BOOLEAN", {"default": True, "tooltip": "Draw the 18-point body."}),
                 "draw_hands": ("BOOLEAN", {"default": True, "tooltip": "Draw both hands."}),
                 "draw_face": ("BOOLEAN", {"default": True, "tooltip": "Draw the 70 face points."}),

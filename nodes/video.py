@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ._common import DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, model_file, progress_callback, run_on_device
+from ..dreamdance_core.fit import DEFAULT_FIT
+from ._common import (
+    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
+)  # fmt: skip
 from .geometry import PRECISIONS, WINDOWS
 
 VIDEO_MODEL = "DREAMDANCE_VIDEO_MODEL"
@@ -71,16 +74,19 @@ class DreamDanceVideoModelLoader:
         return (pipeline,)
 
 
-def _control_maps(modalities, given: dict, width: int, height: int) -> dict:
-    """Fit the given IMAGE batches to the size; a modality left unconnected becomes black (dropped) images.
+def _control_maps(modalities, given: dict, width: int, height: int, fit: str) -> dict:
+    """Fit the given IMAGE batches to the size (fit policy); a modality left unconnected becomes black (dropped) images.
 
     Black is exactly what robust-conditioning dropout shows the model in training, so a missing map is "no cue".
     """
     import torch
 
+    from ..dreamdance_core.fit import PAD_VALUES
     from ..dreamdance_core.media import fit_images
 
-    maps = {name: fit_images(comfy_to_core(image), width, height) for name, image in given.items() if image is not None}
+    given = {name: image for name, image in given.items() if image is not None}
+    maps = {name: fit_images(comfy_to_core(image), width, height, fit, PAD_VALUES[name])
+            for name, image in given.items()}  # fmt: skip
     if not maps:
         raise ValueError("connect at least one control map: pose_images, depth or normal (IMAGE batches)")
     counts = {name: m.shape[0] for name, m in maps.items()}
@@ -137,19 +143,20 @@ class DreamDanceAnimate:
                 "depth": ("IMAGE", {"tooltip": "Depth maps, one per frame (from Pose to Geometry or any estimator)."}),
                 "normal": ("IMAGE", {"tooltip": "Normal maps, one per frame (from Pose to Geometry or any estimator)."}),
                 "windows": (WINDOWS, {"tooltip": "Window options for long videos (default: all frames at once)."}),
+                "fit": fit_input(),
             },
         }
 
     def animate(self, video_model, reference, width, height, steps, seed, min_cfg, max_cfg, fps, motion_bucket_id,
                 noise_aug_strength, strength, pose_strength, depth_strength, normal_strength, decode_chunk_size,
-                pose_images=None, depth=None, normal=None, windows=None):
+                pose_images=None, depth=None, normal=None, windows=None, fit=DEFAULT_FIT):
         from ..dreamdance_core.media import fit_images
         from ..dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
         from ..dreamdance_core.sampling.windows import window_indices
 
         pipeline = video_model
         maps = _control_maps(pipeline.controller.modalities, {"pose": pose_images, "depth": depth, "normal": normal},
-                             width, height)  # fmt: skip
+                             width, height, fit)  # fmt: skip
         frames = next(iter(maps.values())).shape[0]
         options = Stage2Options(
             width=width, height=height, num_frames=frames, steps=steps, min_cfg=min_cfg, max_cfg=max_cfg, fps=fps,
@@ -165,8 +172,8 @@ class DreamDanceAnimate:
                 pipeline.controller, pipeline.controlnet, {k: v.to(device, dtype) for k, v in maps.items()},
                 strength=strength, modality_strengths=strengths,
             )  # fmt: skip
-            video = sample_stage2(pipeline.components, fit_images(comfy_to_core(reference)[:1], width, height).to(device),
-                                  options, control, callback)  # fmt: skip
+            reference = fit_images(comfy_to_core(reference)[:1], width, height, fit).to(device)  # at the video size
+            video = sample_stage2(pipeline.components, reference, options, control, callback)
         return (core_to_comfy(video),)
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from dreamdance_core.fit import DEFAULT_FIT
+from dreamdance_core.media import to_uint8
 from dreamdance_core.pose import sample_dance, to_pose_keypoint
+from tests.fit_cases import CANVASES, OUTPUT, assert_joints_on_dots, dotted_reference
 from tests.node_stubs import comfy_stubs, import_pack_module  # noqa: F401  (comfy_stubs: a fixture)
 from tests.tiny_sd15 import write_clip_vision_folder, write_ldm_single_file
 from tests.tiny_stage1 import randomize_, tiny_image_encoder, tiny_stage1, tiny_vae
@@ -105,3 +110,33 @@ def test_preview_puts_panels_side_by_side(nodes, comfy_stubs):
     assert (comfy_stubs.temp_dir / result["ui"]["images"][0]["filename"]).is_file()
     with pytest.raises(ValueError, match="same video"):
         _run(nodes.DreamDanceGeometryPreview, depth=depth, normal=normal[:1])
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+@pytest.mark.parametrize("canvas", CANVASES, ids=list(CANVASES))
+def test_reference_and_keypoints_are_fitted_alike(nodes, monkeypatch, canvas, mode):
+    """What Stage 1 receives: the reference IMAGE and the POSE_KEYPOINT (detected on it: same canvas) placed by the
+    node's ``fit`` so that each keypoint stays on its body pixel (tests/fit_cases.py)."""
+    seen = {}
+
+    def sample_geometry(model, vae, image_encoder, reference, poses, **kwargs):  # records Stage 1's inputs
+        seen.update(reference=reference, poses=poses)
+        return SimpleNamespace(depth=poses, normal=poses, rgb=poses)
+
+    monkeypatch.setattr(import_pack_module("dreamdance_core.sampling.stage1"), "sample_geometry", sample_geometry)
+    (model,) = _run(nodes.DreamDanceGeometryModelLoader, stage1_weights="(tiny random demo)", base_checkpoint="(none)",
+                    clip_vision="(none)", precision="fp32", keep_loaded=False)
+    image, pose = dotted_reference(CANVASES[canvas])
+    *_, pose_images = _sample(nodes, model, reference=torch.from_numpy(image)[None] / 255.0, width=OUTPUT[0],
+                              height=OUTPUT[1], pose_keypoint=to_pose_keypoint(pose), fit=mode)  # fmt: skip
+    assert seen["reference"].shape == (1, 3, OUTPUT[1], OUTPUT[0])
+    assert torch.equal(pose_images, ((seen["poses"] + 1) / 2).permute(0, 2, 3, 1))  # the maps Stage 1 saw
+    assert_joints_on_dots(to_uint8(seen["reference"])[0], to_uint8(seen["poses"])[0],
+                          expect_edge_joint=mode == "pad" or canvas == "equal")  # fmt: skip
+
+
+def test_fit_is_the_last_input_with_the_shared_default(nodes):
+    """Appended last (saved workflows keep their widget order), optional, crop by default."""
+    optional = nodes.DreamDancePoseToGeometry.INPUT_TYPES()["optional"]
+    assert list(optional)[-1] == "fit" and optional["fit"][0] == ("crop", "pad")
+    assert optional["fit"][1]["default"] == DEFAULT_FIT == "crop"

@@ -122,3 +122,20 @@ def test_whole_pack_registers_the_pose_nodes_under_any_folder_name(comfy_stubs):
     pack = import_pack("some_renamed_pack_folder")
     assert pack.WEB_DIRECTORY == "./web"
     assert pack.NODE_CLASS_MAPPINGS["DreamDancePoseEditor"].__module__ == "some_renamed_pack_folder.nodes.pose"
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_render_fits_the_canvas_like_the_reference_image(nodes, mode):
+    """Render Pose at another aspect than the pose's canvas places joints where the image fit puts the body pixels;
+    crop is the default, stretch stays for saved workflows."""
+    from dreamdance_core.fit import DEFAULT_FIT
+    from dreamdance_core.media import fit_images, from_uint8, to_uint8
+    from tests.fit_cases import CANVASES, OUTPUT, assert_joints_on_dots, dotted_reference
+
+    spec = nodes.DreamDanceRenderPose.INPUT_TYPES()["required"]["fit"]
+    assert spec[0] == ("crop", "pad", "stretch") and spec[1]["default"] == DEFAULT_FIT == "crop"
+    image, pose = dotted_reference(CANVASES["taller"])
+    (images,) = _run(nodes.DreamDanceRenderPose, pose=to_pose_keypoint(pose), width=OUTPUT[0], height=OUTPUT[1],
+                     fit=mode, draw_body=True, draw_hands=False, draw_face=False, confidence_threshold=0.0)  # fmt: skip
+    reference = to_uint8(fit_images(from_uint8(image[None]), *OUTPUT, mode))[0]
+    assert_joints_on_dots(reference, (images[0].numpy() * 255).round().astype(np.uint8), mode == "pad")

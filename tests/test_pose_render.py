@@ -45,11 +45,14 @@ def test_confidence_threshold_hides_weak_points():
 
 
 def test_other_size_and_aspect():
-    stretched = render_poses(_one_person(), width=400, height=400)[0]
+    stretched = render_poses(_one_person(), width=400, height=400, fit="stretch")[0]
     assert tuple(stretched[80, 200]) == BODY_COLORS[NECK]  # x * 2, y * 4
-    contained = render_poses(_one_person(), width=400, height=400, fit="contain")[0]
-    assert tuple(contained[100 + 40, 200]) == BODY_COLORS[NECK]  # uniform x2, centred: 100 px bars above/below
-    assert not contained[:100].any() and not contained[300:].any()
+    padded = render_poses(_one_person(), width=400, height=400, fit="pad")[0]
+    assert tuple(padded[100 + 40, 200]) == BODY_COLORS[NECK]  # uniform x2, centred: 100 px bars above/below
+    assert not padded[:100].any() and not padded[300:].any()
+    cropped = render_poses(_one_person(), width=400, height=400)[0]  # the default: crop
+    assert tuple(cropped[80, 200]) == BODY_COLORS[NECK]  # uniform x4 of the middle 100 columns: (100 - 50) * 4
+    assert tuple(cropped[80, 40]) == BODY_COLORS[R_SHOULDER]  # (60 - 50) * 4
 
 
 def test_hands_and_face_colours_and_switches():
@@ -76,7 +79,7 @@ def test_every_frame_is_rendered():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"width": -4, "height": 10}, "positive whole numbers"),
-    ({"fit": "crop"}, "fit must be"),
+    ({"fit": "contain"}, "fit must be"),
     ({"style": RenderStyle(confidence_threshold=float("nan"))}, "finite"),
 ])  # fmt: skip
 def test_bad_render_arguments(kwargs, message):

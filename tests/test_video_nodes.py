@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dreamdance_core.fit import DEFAULT_FIT
 from dreamdance_core.loading.svd import save_stage2_control
+from dreamdance_core.media import to_uint8
+from dreamdance_core.pose import RenderStyle, render_poses
 from dreamdance_core.tiny import tiny_controller, tiny_svd_components
+from tests.fit_cases import CANVASES, DOT, OUTPUT, assert_joints_on_dots, dotted_reference
 from tests.node_stubs import comfy_stubs, import_pack_module  # noqa: F401  (comfy_stubs: a fixture)
 from tests.tiny_sd15 import state_dicts_equal
 from tests.tiny_svd import randomize_, save_diffusers_folder, tiny_controlnet
@@ -129,3 +133,60 @@ def test_cancel_lands_within_one_step(nodes, comfy_stubs):
     with pytest.raises(Exception) as raised:
         _animate(nodes, model, steps=6)
     assert type(raised.value).__name__ == "InterruptProcessingException"
+
+
+def _capture_stage2(monkeypatch) -> dict:
+    """Replace the Stage-2 sampler the node calls by one that records its reference and control maps."""
+    seen = {}
+
+    def sample_stage2(components, reference, options, control, callback=None):
+        seen.update(reference=reference, maps=dict(control.maps), options=options)
+        return torch.zeros(options.num_frames, 3, options.height, options.width)
+
+    monkeypatch.setattr(import_pack_module("dreamdance_core.sampling.stage2"), "sample_stage2", sample_stage2)
+    return seen
+
+
+def test_the_reference_is_fitted_straight_to_the_video_size(nodes, monkeypatch):
+    """A 1-pixel checkerboard at the video size reaches Stage 2 unchanged (no detour through a smaller size)."""
+    seen = _capture_stage2(monkeypatch)
+    size = (64, 96)
+    board = (torch.arange(size[1])[:, None] + torch.arange(size[0])[None, :]) % 2
+    reference = board[None, :, :, None].expand(1, -1, -1, 3).float()
+    _animate(nodes, _demo(nodes), reference=reference, width=size[0], height=size[1])
+    assert torch.equal(seen["reference"], reference.permute(0, 3, 1, 2) * 2 - 1)
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+@pytest.mark.parametrize("canvas", ["wider", "taller"])
+def test_reference_and_maps_are_fitted_alike(nodes, monkeypatch, canvas, mode):
+    """Pose maps rendered on the reference's canvas (Render Pose with size 0) and the reference, both of another
+    aspect than the video: each joint lands on its body pixel in what Stage 2 receives."""
+    seen = _capture_stage2(monkeypatch)
+    image, pose = dotted_reference(CANVASES[canvas])
+    pose_map = render_poses(pose, style=RenderStyle(joint_radius=DOT // 2))  # on the canvas, joints as big as dots
+    _animate(nodes, _demo(nodes), reference=torch.from_numpy(image)[None] / 255.0, width=OUTPUT[0], height=OUTPUT[1],
+             pose_images=torch.from_numpy(pose_map) / 255.0, depth=None, normal=None, fit=mode)  # fmt: skip
+    assert seen["reference"].shape == seen["maps"]["pose"].shape == (1, 3, OUTPUT[1], OUTPUT[0])
+    assert_joints_on_dots(to_uint8(seen["reference"])[0], to_uint8(seen["maps"]["pose"])[0],
+                          expect_edge_joint=mode == "pad")  # fmt: skip
+
+
+def test_fit_is_the_last_input_with_the_shared_default(nodes):
+    optional = nodes.DreamDanceAnimate.INPUT_TYPES()["optional"]
+    assert list(optional)[-1] == "fit" and optional["fit"][0] == ("crop", "pad")
+    assert optional["fit"][1]["default"] == DEFAULT_FIT
+
+
+def test_pad_fills_each_map_with_its_own_nothing(nodes, monkeypatch):
+    """Maps wider than the video, fit "pad": bars above and below are no person (black pose), background depth
+    (black) and background normal (the zero vector: mid-grey), the reference gets black bars."""
+    seen = _capture_stage2(monkeypatch)
+    wide = torch.full((3, 30, 60, 3), 0.8)
+    _animate(nodes, _demo(nodes), reference=wide[:1], pose_images=wide, depth=wide, normal=wide, fit="pad")
+    maps, reference = seen["maps"], seen["reference"]
+    bars = {"reference": reference[..., 0, :], **{name: maps[name][..., 0, :] for name in ("pose", "depth", "normal")}}
+    assert {name: bar.unique().tolist() for name, bar in bars.items()} == {
+        "reference": [-1.0], "pose": [-1.0], "depth": [-1.0], "normal": [0.0]}  # fmt: skip
+    for image in (reference, *maps.values()):
+        torch.testing.assert_close(image[..., H // 2, :], torch.full_like(image[..., H // 2, :], 0.6))

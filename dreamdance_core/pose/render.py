@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 
+from ..fit import DEFAULT_FIT, Fit, fit_transform
 from .schema import (
     BODY_BONES, BODY_COLORS, BONE_COLOR_FACTOR, FACE_POINT_COLOR, HAND_EDGE_COLORS, HAND_EDGES, HAND_POINT_COLOR,
 )  # fmt: skip
 from .sequence import PoseError, PoseSequence, check_canvas
 
-Fit = Literal["stretch", "contain"]
 REFERENCE_SIDE = 512  # OpenPose's line widths (stick 4, joint 4, hand 2, face 3 px) are for a 512 px short side
 
 
@@ -44,34 +43,28 @@ def _sizes(style: RenderStyle, width: int, height: int) -> tuple[int, int, int, 
     return stick, joint, max(1, round(2 * scale)), max(1, round(3 * scale))
 
 
-def _transform(canvas: tuple[int, int], width: int, height: int, fit: Fit) -> tuple[np.ndarray, np.ndarray]:
-    """(scale_xy, offset_xy) mapping canvas pixels to output pixels."""
-    scale = np.array([width / canvas[0], height / canvas[1]])
-    if fit == "stretch":
-        return scale, np.zeros(2)
-    if fit != "contain":
-        raise PoseError(f"fit must be 'stretch' or 'contain', got {fit!r}")
-    uniform = scale.min()
-    return np.array([uniform, uniform]), (np.array([width, height]) - uniform * np.array(canvas)) / 2
-
-
 def render_poses(
     seq: PoseSequence,
     width: int | None = None,
     height: int | None = None,
     style: RenderStyle = RenderStyle(),
-    fit: Fit = "stretch",
+    fit: Fit = DEFAULT_FIT,
 ) -> np.ndarray:
     """Render every frame: ``uint8 [F, height, width, 3]`` RGB on black (size defaults to the sequence's canvas).
 
-    ``fit="stretch"`` scales x and y independently (what normalised coordinates do); ``"contain"`` keeps the aspect
-    ratio and centres the canvas.
+    The canvas is placed on the output by the fit policy (:mod:`dreamdance_core.fit`: ``"crop"``, ``"pad"`` or
+    ``"stretch"``), exactly as :func:`dreamdance_core.media.fit_images` places an image of the canvas's size, so the
+    skeleton stays on the body of the reference image it was detected on.
     """
     width, height = (width or seq.canvas[0]), (height or seq.canvas[1])
     check_canvas((width, height))
     if not math.isfinite(style.confidence_threshold):
         raise PoseError(f"confidence_threshold must be a finite number, got {style.confidence_threshold}")
-    scale, offset = _transform(seq.canvas, width, height, fit)
+    try:
+        transform = fit_transform(seq.canvas, (width, height), fit)
+    except ValueError as error:
+        raise PoseError(str(error)) from None
+    scale, offset = np.array(transform.scale), np.array(transform.offset)
     images = np.zeros((seq.num_frames, height, width, 3), dtype=np.uint8)
     for f in range(seq.num_frames):
         for p in np.flatnonzero(seq.people[f]):
