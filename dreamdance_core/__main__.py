@@ -68,17 +68,17 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _poses(args, width: int, height: int):
-    from .pose import load_pose_file, render_poses, sample_dance
+def _pose_sequence(args, width: int, height: int):
+    """The poses of ``--pose``, else the built-in dance on a ``width`` x ``height`` canvas."""
+    from .pose import load_pose_file, sample_dance
 
     if args.pose is not None:
-        sequence = load_pose_file(args.pose)
-    else:
-        sequence = sample_dance(args.frames, width, height)
-    return render_poses(sequence, width, height, fit=args.fit)
+        return load_pose_file(args.pose)
+    return sample_dance(args.frames, width, height)
 
 
 def _reference(args, width: int, height: int):
+    """The reference image at ``width`` x ``height`` (``--fit``), else the synthetic mannequin rendered at that size."""
     from .media import from_uint8, load_image
 
     if args.reference is not None:
@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from .demo import stage1_demo, stage2_demo
     from .loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
     from .media import colorize_depth, contact_sheet, fit_images, from_uint8, save_frames, save_image, save_video, to_uint8
+    from .pose import render_poses
     from .sampling.stage1 import sample_geometry
     from .sampling.windows import WindowOptions
 
@@ -155,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
               f"on synthetic mannequins at {video_demo.width}x{video_demo.height}. Pass --stage2/--svd for real weights.")
     geometry.to(device=args.device)
 
-    pose_frames = _poses(args, width, height)  # uint8 [F, H, W, 3]
+    poses = _pose_sequence(args, width, height)
+    pose_frames = render_poses(poses, width, height, fit=args.fit)  # uint8 [F, H, W, 3]
     reference = _reference(args, width, height)
     windows = WindowOptions(length=args.window, overlap=args.overlap, weighting=args.weighting)
 
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     rows = {"pose": pose_frames, "rgb": to_uint8(result.rgb), "normal": to_uint8(result.normal),
             "depth": to_uint8(result.depth)}  # fmt: skip
     if not args.geometry_only:
-        rows["video"] = _animate(args, video_source, reference, from_uint8(pose_frames), result, windows)
+        rows["video"] = _animate(args, video_source, poses, result, windows)
         save_video(rows["video"], out / "video.webp", fps=args.fps)
     for name, frames in rows.items():
         save_frames(frames, out / name)
@@ -190,12 +192,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _animate(args, source: str, reference, poses, geometry, windows):
+def _animate(args, source: str, poses, geometry, windows):
     """Stage 2 (``source``: "weights", "demo" or "random"): reference + pose / depth / normal maps -> video frames
-    ``uint8 [F, H, W, 3]``."""
+    ``uint8 [F, H, W, 3]``.
+
+    The paper's Stage 2 sees the user's image at the video resolution: the reference is loaded and the poses are
+    rendered at the video size (by the same fit policy as for Stage 1); only depth and normal come from Stage 1's
+    smaller size, fitted to the video size.
+    """
     from .demo import STAGE2_DIR
     from .loading.stage2 import load_video_pipeline, tiny_video_pipeline
-    from .media import fit_images, to_uint8
+    from .fit import PAD_VALUES
+    from .media import fit_images, from_uint8, to_uint8
+    from .pose import render_poses
     from .sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
 
     if source == "random":
@@ -208,19 +217,19 @@ def _animate(args, source: str, reference, poses, geometry, windows):
         video = load_video_pipeline(args.stage2, args.svd)
     video.to(device=args.device)
     scale = 2 if source == "weights" else 1
-    width = args.video_width or scale * reference.shape[-1]
-    height = args.video_height or scale * reference.shape[-2]
-    maps = {"pose": poses, "depth": geometry.depth, "normal": geometry.normal}
-    maps = {name: fit_images(maps[name].float().cpu(), width, height, args.fit).to(args.device)
-            for name in video.controller.modalities}  # fmt: skip
-    options = Stage2Options(width=width, height=height, num_frames=poses.shape[0], steps=args.video_steps,
+    width = args.video_width or scale * geometry.depth.shape[-1]
+    height = args.video_height or scale * geometry.depth.shape[-2]
+    maps = {"pose": from_uint8(render_poses(poses, width, height, fit=args.fit))}
+    for name in ("depth", "normal"):  # Stage 1's size -> the video size
+        maps[name] = fit_images(getattr(geometry, name).float().cpu(), width, height, args.fit, PAD_VALUES[name])
+    maps = {name: maps[name].to(args.device) for name in video.controller.modalities}
+    options = Stage2Options(width=width, height=height, num_frames=poses.num_frames, steps=args.video_steps,
                             min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows)
     started = time.perf_counter()
     with _progress("Stage 2 (video)") as callback:
-        reference = fit_images(reference, width, height, args.fit).to(args.device)
-        frames = sample_stage2(video.components, reference, options,
+        frames = sample_stage2(video.components, _reference(args, width, height).to(args.device), options,
                                Stage2Control(video.controller, video.controlnet, maps), callback)  # fmt: skip
-    print(f"Stage 2: {poses.shape[0]} frames at {width}x{height}, {args.video_steps} steps in "
+    print(f"Stage 2: {poses.num_frames} frames at {width}x{height}, {args.video_steps} steps in "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     return to_uint8(frames)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dreamdance_core.__main__ import main
+from tests.fit_cases import CANVASES, OUTPUT, assert_joints_on_dots, dotted_reference
 
 
 def test_main_job_writes_every_frame_and_a_sheet(tmp_path, capsys):
@@ -80,3 +82,113 @@ def test_a_shipped_stage2_demo_is_the_default_video_model(tmp_path, monkeypatch,
     assert "Stage 2: 2 frames at 64x96, 2 steps" in printed  # the demo's steps; its size is the reference's
     assert "RANDOMLY" not in printed and "reminder" not in printed
     assert Image.open(out / "video.webp").n_frames == 2
+
+
+def _capture_stage2(monkeypatch) -> dict:
+    """Replace the Stage-2 sampler by one that records what the command line hands it (and returns black frames)."""
+    import torch
+
+    from dreamdance_core.sampling import stage2
+
+    seen = {}
+
+    def sample_stage2(components, reference, options, control, callback=None):
+        seen.update(reference=reference.cpu(), maps={k: v.cpu() for k, v in control.maps.items()}, options=options)
+        return torch.zeros(options.num_frames, 3, options.height, options.width)
+
+    monkeypatch.setattr(stage2, "sample_stage2", sample_stage2)
+    return seen
+
+
+def _checkerboard(path, width: int, height: int):
+    """A 1-pixel black/white checkerboard: any resampling on the way turns it grey."""
+    board = ((np.arange(height)[:, None] + np.arange(width)[None, :]) % 2 * 255).astype(np.uint8)
+    Image.fromarray(np.stack([board] * 3, axis=-1)).save(path)
+    return path
+
+
+def _pose_file(path, sequence):
+    from dreamdance_core.pose import to_pose_keypoint
+
+    path.write_text(json.dumps(to_pose_keypoint(sequence)))
+    return path
+
+
+def _expected_stage2_inputs(reference, pose, width, height, fit):
+    from dreamdance_core.media import from_uint8, load_image
+    from dreamdance_core.pose import load_pose_file, render_poses
+
+    return load_image(reference, width, height, fit), from_uint8(render_poses(load_pose_file(pose), width, height, fit=fit))
+
+
+def test_stage2_gets_the_reference_and_poses_at_the_video_size(tmp_path, monkeypatch):
+    """Eq. 2 of the paper: Stage 2 sees the user's image at the video resolution. The reference is loaded and the
+    poses are rendered at the video size (not at Stage 1's size and enlarged); depth/normal are Stage 1's, fitted."""
+    from dreamdance_core import demo
+    from dreamdance_core.pose import sample_dance
+
+    monkeypatch.setattr(demo, "STAGE2_DIR", tmp_path / "no_demo")  # the tiny random video model
+    seen = _capture_stage2(monkeypatch)
+    reference = _checkerboard(tmp_path / "board.png", 128, 192)
+    pose = _pose_file(tmp_path / "pose.json", sample_dance(2, 128, 192))
+    assert main(["--reference", str(reference), "--pose", str(pose), "--width", "64", "--height", "96",
+                 "--video-width", "128", "--video-height", "192", "--steps", "1", "--video-steps", "1",
+                 "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+    expected_reference, expected_poses = _expected_stage2_inputs(reference, pose, 128, 192, "crop")
+    assert torch_equal(seen["reference"], expected_reference)
+    board = np.asarray(Image.open(reference))
+    assert np.array_equal(((seen["reference"][0, 0].numpy() + 1) * 127.5).round(), board[..., 0]), "fine detail lost"
+    assert torch_equal(seen["maps"]["pose"], expected_poses)
+    assert seen["maps"]["depth"].shape == seen["maps"]["normal"].shape == (2, 3, 192, 128)
+    assert (seen["options"].width, seen["options"].height) == (128, 192)
+
+
+def test_with_weights_stage2_runs_at_twice_the_stage1_size_from_the_full_size_reference(tmp_path, monkeypatch):
+    """The real-weights default: Stage 2 at 2x Stage 1's size, its reference loaded at that size (the tiny models
+    stand in for the weights the loaders would read)."""
+    from dreamdance_core.loading import stage1, stage2
+    from dreamdance_core.pose import sample_dance
+
+    monkeypatch.setattr(stage1, "load_geometry_pipeline", lambda *args, **kwargs: stage1.tiny_geometry_pipeline(0))
+    monkeypatch.setattr(stage2, "load_video_pipeline", lambda *args, **kwargs: stage2.tiny_video_pipeline(0))
+    seen = _capture_stage2(monkeypatch)
+    reference = _checkerboard(tmp_path / "board.png", 64, 96)
+    pose = _pose_file(tmp_path / "pose.json", sample_dance(2, 64, 96))
+    assert main(["--reference", str(reference), "--pose", str(pose), "--stage1", str(tmp_path / "w1"),
+                 "--stage2", str(tmp_path / "w2"), "--width", "32", "--height", "48", "--steps", "1",
+                 "--video-steps", "1", "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+    expected_reference, expected_poses = _expected_stage2_inputs(reference, pose, 64, 96, "crop")
+    assert torch_equal(seen["reference"], expected_reference)
+    assert seen["reference"][0, 0].unique().tolist() == [-1.0, 1.0], "the checkerboard must survive"
+    assert torch_equal(seen["maps"]["pose"], expected_poses)
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+@pytest.mark.parametrize("canvas", CANVASES, ids=list(CANVASES))
+def test_keypoints_land_on_the_reference_body_pixels(tmp_path, monkeypatch, canvas, fit):
+    """``--fit``: reference and poses of another aspect than the output, placed alike in Stage 2's inputs and in
+    Stage 1's pose frames."""
+    from dreamdance_core import demo
+    from dreamdance_core.media import to_uint8
+
+    monkeypatch.setattr(demo, "STAGE2_DIR", tmp_path / "no_demo")
+    seen = _capture_stage2(monkeypatch)
+    image, sequence = dotted_reference(CANVASES[canvas])
+    Image.fromarray(image).save(tmp_path / "dots.png")
+    pose = _pose_file(tmp_path / "pose.json", sequence)
+    out = tmp_path / "o"
+    assert main(["--reference", str(tmp_path / "dots.png"), "--pose", str(pose), "--fit", fit, "--width", "64",
+                 "--height", "96", "--video-width", str(OUTPUT[0]), "--video-height", str(OUTPUT[1]),
+                 "--steps", "1", "--video-steps", "1", "--output", str(out)]) == 0  # fmt: skip
+    edge = fit == "pad" or canvas == "equal"
+    assert_joints_on_dots(to_uint8(seen["reference"])[0], to_uint8(seen["maps"]["pose"])[0], expect_edge_joint=edge)
+    from dreamdance_core.media import load_image
+
+    stage1_pose = np.asarray(Image.open(out / "pose" / "000000.png"))  # Stage 1's pose frame, at 64x96
+    assert_joints_on_dots(to_uint8(load_image(tmp_path / "dots.png", 64, 96, fit))[0], stage1_pose, edge)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and torch.equal(a, b)
