@@ -24,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Fit = Literal["crop", "pad", "stretch"]
+Fit = Literal["crop", "pad", "stretch", "contain"]
 FIT_MODES = ("crop", "pad")  # what the nodes and the command line offer
+LEGACY_FITS = {"contain": "pad"}  # Render Pose's name for "pad" before there was one policy (saved workflows hold it)
 DEFAULT_FIT = "crop"
 PAD_VALUES = {"pose": -1.0, "depth": -1.0, "normal": 0.0}  # per map, in the core's -1..1; the reference: black
 FIT_HELP = ("How a reference image or pose canvas of another aspect ratio fits the output: crop = scale to cover it "
@@ -60,6 +61,7 @@ class FitTransform:
 def fit_transform(source: tuple[int, int], target: tuple[int, int], mode: Fit = DEFAULT_FIT) -> FitTransform:
     """How a ``source`` of (width, height) fits a ``target`` of (width, height) in ``mode`` (see the module)."""
     (w, h), (width, height) = source, target
+    mode = LEGACY_FITS.get(mode, mode)
     if min(w, h, width, height) <= 0:
         raise ValueError(f"fit sizes must be positive: source {w}x{h}, target {width}x{height}")
     if mode == "stretch":

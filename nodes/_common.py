@@ -34,6 +34,7 @@ def fit_input(*extra: str) -> tuple:
     from ..dreamdance_core.fit import DEFAULT_FIT, FIT_HELP, FIT_MODES
 
     tooltip = FIT_HELP + (" stretch = scale each axis on its own (older workflows)." if "stretch" in extra else "")
+    tooltip += " contain = pad (its name in older workflows)." if "contain" in extra else ""
     return ((*FIT_MODES, *extra), {"default": DEFAULT_FIT, "tooltip": tooltip})
 
 

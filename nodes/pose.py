@@ -15,6 +15,7 @@ from ..dreamdance_core.pose import (
     render_poses, retarget, sample_dance, smooth_poses, to_pose_keypoint, write_openpose_files, write_pose_file,
 )  # fmt: skip
 from ..dreamdance_core.pose.decode import decode_body_images
+from ..dreamdance_core.fit import LEGACY_FITS
 from ._common import fit_input
 
 CATEGORY = "DreamDance/pose"
@@ -134,7 +135,7 @@ class DreamDanceRenderPose:
                 "pose": (POSE, {"tooltip": "The poses to draw, one image per frame."}),
                 "width": _size_input(0, "Output width; 0 = the pose's canvas width."),
                 "height": _size_input(0, "Output height; 0 = the pose's canvas height."),
-                "fit": fit_input("stretch"),
+                "fit": fit_input("stretch", *LEGACY_FITS),
                 "draw_body": ("BOOLEAN", {"default": True, "tooltip": "Draw the 18-point body."}),
                 "draw_hands": ("BOOLEAN", {"default": True, "tooltip": "Draw both hands."}),
                 "draw_face": ("BOOLEAN", {"default": True, "tooltip": "Draw the 70 face points."}),

@@ -23,7 +23,7 @@ def test_crop_covers_and_pad_contains():
     assert fit_transform((256, 384), (512, 768), "crop") == fit_transform((256, 384), (512, 768), "pad")
     assert DEFAULT_FIT == "crop"
     with pytest.raises(ValueError, match="fit must be"):
-        fit_transform((10, 10), (8, 8), "contain")
+        fit_transform((10, 10), (8, 8), "cover")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -58,4 +58,4 @@ def test_load_image_is_the_image_fit(tmp_path, mode):
 def test_render_rejects_an_unknown_fit():
     _, pose = dotted_reference(CANVASES["equal"])
     with pytest.raises(PoseError, match="fit must be"):
-        render_poses(pose, *OUTPUT, fit="contain")
+        render_poses(pose, *OUTPUT, fit="cover")

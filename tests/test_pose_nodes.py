@@ -133,9 +133,23 @@ def test_render_fits_the_canvas_like_the_reference_image(nodes, mode):
     from tests.fit_cases import CANVASES, OUTPUT, assert_joints_on_dots, dotted_reference
 
     spec = nodes.DreamDanceRenderPose.INPUT_TYPES()["required"]["fit"]
-    assert spec[0] == ("crop", "pad", "stretch") and spec[1]["default"] == DEFAULT_FIT == "crop"
+    assert spec[0] == ("crop", "pad", "stretch", "contain") and spec[1]["default"] == DEFAULT_FIT == "crop"
     image, pose = dotted_reference(CANVASES["taller"])
     (images,) = _run(nodes.DreamDanceRenderPose, pose=to_pose_keypoint(pose), width=OUTPUT[0], height=OUTPUT[1],
                      fit=mode, draw_body=True, draw_hands=False, draw_face=False, confidence_threshold=0.0)  # fmt: skip
     reference = to_uint8(fit_images(from_uint8(image[None]), *OUTPUT, mode))[0]
     assert_joints_on_dots(reference, (images[0].numpy() * 255).round().astype(np.uint8), mode == "pad")
+
+
+def test_render_keeps_the_contain_of_saved_workflows_as_pad(nodes):
+    """Workflows saved before the one fit policy hold Render Pose's fit = "contain": it still validates (it is in the
+    combo) and draws exactly what "pad" draws."""
+    from tests.fit_cases import CANVASES, OUTPUT, dotted_reference
+
+    _, pose = dotted_reference(CANVASES["wider"])
+    drawn = {
+        mode: _run(nodes.DreamDanceRenderPose, pose=to_pose_keypoint(pose), width=OUTPUT[0], height=OUTPUT[1], fit=mode,
+                   draw_body=True, draw_hands=False, draw_face=False, confidence_threshold=0.0)[0]
+        for mode in ("contain", "pad", "crop")
+    }  # fmt: skip
+    assert torch.equal(drawn["contain"], drawn["pad"]) and not torch.equal(drawn["pad"], drawn["crop"])

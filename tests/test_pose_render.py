@@ -79,7 +79,7 @@ def test_every_frame_is_rendered():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"width": -4, "height": 10}, "positive whole numbers"),
-    ({"fit": "contain"}, "fit must be"),
+    ({"fit": "cover"}, "fit must be"),
     ({"style": RenderStyle(confidence_threshold=float("nan"))}, "finite"),
 ])  # fmt: skip
 def test_bad_render_arguments(kwargs, message):
