@@ -90,6 +90,8 @@ class DreamDanceLoadPose:
 class DreamDanceSavePose:
     """Writes a pose to the output folder as one POSE_KEYPOINT file or one OpenPose file per frame."""
 
+    DESCRIPTION = __doc__  # the docstring is the description ComfyUI shows
+
     FORMATS = ("POSE_KEYPOINT (one file)", "OpenPose (one file per frame)")
 
     @classmethod
@@ -128,6 +130,8 @@ class DreamDanceSavePose:
 class DreamDanceRenderPose:
     """Draws the skeletons as OpenPose maps (IMAGE batch), only points whose confidence passes the threshold."""
 
+    DESCRIPTION = __doc__  # the docstring is the description ComfyUI shows
+
     @classmethod
     def INPUT_TYPES(cls):
         return {
@@ -159,6 +163,8 @@ class DreamDanceRenderPose:
 
 class DreamDanceRetargetPose:
     """Fits a driving pose sequence to the reference person's body (bone lengths, position and size)."""
+
+    DESCRIPTION = __doc__  # the docstring is the description ComfyUI shows
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -211,6 +217,8 @@ def parse_frame_list(text: str, num_keys: int, num_frames: int) -> list[int]:
 class DreamDanceInterpolatePoses:
     """Turns a few key poses into a smooth sequence of any length."""
 
+    DESCRIPTION = __doc__  # the docstring is the description ComfyUI shows
+
     @classmethod
     def INPUT_TYPES(cls):
         return {
@@ -238,6 +246,8 @@ class DreamDanceInterpolatePoses:
 class DreamDanceSmoothPoses:
     """Removes jitter from detected poses (Gaussian over time; only seen points count)."""
 
+    DESCRIPTION = __doc__  # the docstring is the description ComfyUI shows
+
     @classmethod
     def INPUT_TYPES(cls):
         return {
@@ -259,6 +269,8 @@ class DreamDanceSmoothPoses:
 
 class DreamDanceSamplePose:
     """A built-in procedural dance, to try the pipeline without a driving video."""
+
+    DESCRIPTION = __doc__  # the docstring is the description ComfyUI shows
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -282,6 +294,8 @@ class DreamDanceSamplePose:
 
 class DreamDancePoseFromImage:
     """Reads the body joints back from body-only OpenPose maps (one person; exact to the pixel)."""
+
+    DESCRIPTION = __doc__  # the docstring is the description ComfyUI shows
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -313,6 +327,9 @@ class DreamDancePoseEditor:
 
     The edited pose is this node's ``pose_json`` widget (plain POSE_KEYPOINT JSON), saved with the workflow.
     """
+
+    DESCRIPTION = ("Skeleton editor in the graph: drag joints, add or remove people, hide points, step through frames, "
+                   "mark keyframes; the edited pose is saved with the workflow.")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -23,6 +23,7 @@ def test_node_contract(comfy_stubs):
         assert callable(getattr(node, node.FUNCTION)), node_id
         assert len(getattr(node, "RETURN_NAMES", node.RETURN_TYPES)) == len(node.RETURN_TYPES), node_id
         assert node_id in pack.NODE_DISPLAY_NAME_MAPPINGS, node_id
+        assert isinstance(getattr(node, "DESCRIPTION", None), str) and node.DESCRIPTION, f"{node_id} has no description"
         for section, inputs in node.INPUT_TYPES().items():
             assert section in ("required", "optional", "hidden"), (node_id, section)
             for name, spec in inputs.items():
