@@ -411,7 +411,7 @@ def test_position_ids_in_a_comfyui_svd_file(svd, tmp_path):
 
 @pytest.fixture
 def reads(monkeypatch) -> list[str]:
-    """Every tensor read through SafetensorsFile (the only way the single-file loader reads weights)."""
+    """Every tensor read through SafetensorsFile; reading a whole file at once (load_file) fails the test."""
     names: list[str] = []
     read = common.SafetensorsFile.__getitem__
 
@@ -419,15 +419,15 @@ def reads(monkeypatch) -> list[str]:
         names.append(name)
         return read(self, name)
 
-    monkeypatch.setattr(common.SafetensorsFile, "__getitem__", counting)
-    return names
-
-
-def test_svd_file_is_read_tensor_by_tensor_into_weightless_models(svd, tmp_path, reads, monkeypatch):
     def no_whole_file_read(*args, **kwargs):
         raise AssertionError("the whole file was read at once")
 
+    monkeypatch.setattr(common.SafetensorsFile, "__getitem__", counting)
     monkeypatch.setattr("safetensors.torch.load_file", no_whole_file_read)
+    return names
+
+
+def test_svd_file_is_read_tensor_by_tensor_into_weightless_models(svd, tmp_path, reads):
     original = svd_single_file_state_dict(svd)
     path = tmp_path / "svd_xt_1_1.safetensors"
     save_file(original, str(path))

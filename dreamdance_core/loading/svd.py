@@ -233,8 +233,14 @@ def _fits(stored: tuple[int, ...], target: tuple[int, ...]) -> bool:
     return stored == target or [d for d in stored if d != 1] == [d for d in target if d != 1]
 
 
-def _plan(model: torch.nn.Module, original: Mapping[str, torch.Tensor], prefix: str, key_map: KeyMap, source: str,
-          ignored: tuple[str, ...] = ()) -> dict[str, OriginalKey | None]:
+def _plan(
+    model: torch.nn.Module,
+    original: Mapping[str, torch.Tensor],
+    prefix: str,
+    key_map: KeyMap,
+    source: str,
+    ignored: tuple[str, ...] = (),
+) -> dict[str, OriginalKey | None]:
     """Where each of ``model``'s weights is in ``original``, checked from names and shapes only (meta tensors do).
 
     Raises a :class:`WeightFileError` listing missing keys, keys under ``prefix`` that nothing uses (except
@@ -265,7 +271,10 @@ def _plan(model: torch.nn.Module, original: Mapping[str, torch.Tensor], prefix: 
 
 
 def _read_planned(
-    model: torch.nn.Module, plan: dict[str, OriginalKey | None], original: Mapping[str, torch.Tensor], prefix: str,
+    model: torch.nn.Module,
+    plan: dict[str, OriginalKey | None],
+    original: Mapping[str, torch.Tensor],
+    prefix: str,
     dtype: torch.dtype,
 ) -> StateDict:
     """``model``'s weights read from ``original`` (each stored tensor once, cast to ``dtype`` as it is read)."""
