@@ -466,3 +466,23 @@ def test_file_without_a_unet_is_refused_from_its_header(svd, tmp_path, reads):
     message = _error(load_svd_single_file, path)
     assert reads == []
     assert "has no UNet under 'model.diffusion_model.'" in message and "vision_model" in message
+
+
+@pytest.mark.parametrize("layout", ["stability", "comfyui"])
+def test_real_size_svd_headers_pass_the_header_checks(layout):
+    """The real SVD-XT 1.1 architecture (shipped configs), weightless: Stability's and ComfyUI's key sets and shapes
+    pass every check the loader makes before reading (here without a file: the same checks on meta tensors)."""
+    from dreamdance_core.loading.svd import SVD_CONFIG_DIR, _check_is_svd, _clip_key_map, _plan, build_svd_models
+    from dreamdance_core.loading.svd import UNET_PREFIX, VAE_PREFIX, _unet_key_map, _vae_key_map
+
+    real = common.build_empty(lambda: build_svd_models(SVD_CONFIG_DIR))
+    header = svd_single_file_state_dict(real) if layout == "stability" else comfyui_svd_layout(real)
+    clip = sum(t.numel() for k, t in header.items() if k.startswith(CLIP_PREFIX))
+    unet = sum(t.numel() for k, t in header.items() if k.startswith(UNET_PREFIX))
+    assert clip == 632_076_800 and round(unet / 1e9, 2) == 1.52  # OpenCLIP ViT-H/14 image tower; SVD's 1.52 B UNet
+    _check_is_svd(header, "svd_xt_1_1.safetensors")
+    for model, prefix, key_map in ((real.unet, UNET_PREFIX, _unet_key_map(real.unet)),
+                                   (real.vae, VAE_PREFIX, _vae_key_map(real.vae)),
+                                   (real.image_encoder, CLIP_PREFIX, _clip_key_map(header))):  # fmt: skip
+        plan = _plan(model, header, prefix, key_map, "svd_xt_1_1.safetensors")
+        assert len(plan) == len(model.state_dict())

@@ -444,11 +444,8 @@ def load_svd_folder(folder: str | os.PathLike, dtype: torch.dtype | None = None)
         )
     unet = load_model_strict(ControlledSVDUNet, folder / "unet", dtype=dtype, how_to_get=HOW_TO_GET_SVD)
     vae = load_model_strict(_vae_class(folder / "vae"), folder / "vae", dtype=dtype, how_to_get=HOW_TO_GET_SVD)
-    encoder_folder = folder / "image_encoder"
-    image_encoder = load_clip_image_encoder(
-        encoder_folder, config=encoder_folder, dtype=dtype, how_to_get=HOW_TO_GET_SVD_IMAGE_ENCODER
-    )
-    return _frozen(SVDComponents(unet, vae, image_encoder, _read_json(folder / SCHEDULER_CONFIG)))
+    encoder = load_clip_image_encoder(folder / "image_encoder", dtype=dtype, how_to_get=HOW_TO_GET_SVD_IMAGE_ENCODER)
+    return _frozen(SVDComponents(unet, vae, encoder, _read_json(folder / SCHEDULER_CONFIG)))
 
 
 def save_svd_folder(components: SVDComponents, folder: str | os.PathLike) -> Path:
