@@ -297,8 +297,7 @@ def test_fp16_only_folder_loads_like_diffusers_and_transformers(dtype, svd, fp16
     encoder = CLIPVisionModelWithProjection.from_pretrained(fp16_svd_folder / "image_encoder", variant="fp16")
     assert_same_weights(loaded.unet, unet, dtype or torch.float32)
     assert_same_weights(loaded.image_encoder, encoder, dtype or torch.float32)
-    assert_same_weights(loaded.vae, svd.vae, torch.float16) if dtype else None
-    assert_same_weights(loaded.vae, copy.deepcopy(svd.vae).half(), torch.float32) if not dtype else None
+    assert_same_weights(loaded.vae, copy.deepcopy(svd.vae).half(), dtype or torch.float32)
 
 
 # -------------------------------------------------------------------------------- 6. SVD single file saved by ComfyUI
