@@ -75,3 +75,13 @@ def test_stage2_embedding_is_the_svd_pipelines_encode_image(encoder):
     expected = pipeline._encode_image(pil, "cpu", 1, do_classifier_free_guidance=False)[:, 0]
     torch.testing.assert_close(encode_clip_image(encoder, pil), expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(encode_clip_image(encoder, reference_tensor(pil)), expected, rtol=0, atol=1e-6)
+
+
+def test_batches_embed_image_by_image(encoder):
+    """Training encodes a batch of references (train/stage1.py, train/stage2.py): each as if alone."""
+    batch = torch.cat([reference_tensor(image(64, 96, seed)) for seed in (1, 2)])
+    for encode in (encode_reference_image, encode_clip_image):
+        together = encode(encoder, batch)
+        alone = torch.cat([encode(encoder, batch[i : i + 1]) for i in range(2)])
+        assert together.shape == (2, encoder.config.projection_dim)
+        torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)

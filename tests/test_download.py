@@ -18,7 +18,6 @@ from transformers import CLIPConfig, CLIPModel
 
 from dreamdance_core import download as dl
 from dreamdance_core.loading.clip_vision import load_clip_image_encoder
-from dreamdance_core.loading.common import WeightFileError
 from tests.fake_hub import FakeHub
 from tests.node_stubs import InterruptProcessingException, comfy_stubs, import_pack_module  # noqa: F401
 
