@@ -112,6 +112,7 @@ class DreamDanceAnimate:
     @classmethod
     def INPUT_TYPES(cls):
         strength = {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05}
+        absent = " in the controller: 0 = as if they were absent (black maps), 1 = as given."
         return {
             "required": {
                 "video_model": (VIDEO_MODEL, {"tooltip": "From DreamDance Video Model Loader."}),
@@ -131,10 +132,11 @@ class DreamDanceAnimate:
                                      "amount conditioning (127 is SVD's default)."}),
                 "noise_aug_strength": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
                                        "Noise added to the reference latent; more lets the video drift from it."}),
-                "strength": ("FLOAT", {**strength, "tooltip": "Overall control strength (0 = plain SVD)."}),
-                "pose_strength": ("FLOAT", {**strength, "tooltip": "Weight of the pose maps in the controller."}),
-                "depth_strength": ("FLOAT", {**strength, "tooltip": "Weight of the depth maps in the controller."}),
-                "normal_strength": ("FLOAT", {**strength, "tooltip": "Weight of the normal maps in the controller."}),
+                "strength": ("FLOAT", {**strength, "tooltip": "Overall control strength (0 = plain SVD, the control "
+                             "path is skipped)."}),
+                "pose_strength": ("FLOAT", {**strength, "tooltip": f"Weight of the pose maps{absent}"}),
+                "depth_strength": ("FLOAT", {**strength, "tooltip": f"Weight of the depth maps{absent}"}),
+                "normal_strength": ("FLOAT", {**strength, "tooltip": f"Weight of the normal maps{absent}"}),
                 "decode_chunk_size": ("INT", {"default": 8, "min": 1, "max": 64, "tooltip": "Frames decoded by the "
                                       "VAE at once; lower it if decoding runs out of memory."}),
             },

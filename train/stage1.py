@@ -182,7 +182,7 @@ def make_inputs(
     """Model inputs for one batch and the target (the noise, or the velocity for v-prediction); batch layout
     ``(clips, modalities, frames)``; step 1 draws each clip's one modality with odds ``domain_weights``."""
     from dreamdance_core.geometry import encode_latents
-    from dreamdance_core.models.clip_image import encode_clip_image
+    from dreamdance_core.models.clip_image import encode_reference_image
 
     device = generator.device
     b, f = batch["pixel_values"].shape[:2]
@@ -205,7 +205,7 @@ def make_inputs(
     timesteps = timesteps.repeat_interleave(m * f)
     # 3. reference image, dropped for CFG with probability reference_dropout
     reference = batch["reference"].to(device)
-    embeds = encode_clip_image(image_encoder, reference).float()[:, None]  # [b, 1, C]
+    embeds = encode_reference_image(image_encoder, reference).float()[:, None]  # [b, 1, C], as sampling embeds it
     keep = torch.rand(b, generator=generator, device=device) >= reference_dropout
     inputs = {
         "noisy_latents": noise_scheduler.add_noise(latents, noise, timesteps),
