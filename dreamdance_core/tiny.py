@@ -186,7 +186,7 @@ def tiny_svd_components(seed: int = 0):
     import json
 
     from .loading.svd import SVD_CONFIG_DIR
-    from .sampling.stage2 import SVDComponents
+    from .pipelines import SVDComponents
 
     torch.manual_seed(seed + 2)
     encoder = tiny_clip_vision()

@@ -9,29 +9,15 @@ the SD1.5 base (diffusers folder or single-file checkpoint) and the CLIP vision 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..models.stage1 import GeometryDiffusionModel
+from ..pipelines import GeometryPipeline
 from .common import WeightFileError
 
-
-@dataclass
-class GeometryPipeline:
-    """Stage-1 components. ``random_weights`` marks the tiny random demo model (its outputs mean nothing)."""
-
-    model: GeometryDiffusionModel
-    vae: torch.nn.Module
-    image_encoder: torch.nn.Module
-    random_weights: bool = False
-
-    def to(self, device=None, dtype=None) -> "GeometryPipeline":
-        kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
-        for module in (self.model, self.vae, self.image_encoder):
-            module.to(**kwargs)
-        return self
+__all__ = ["GeometryPipeline", "load_geometry_pipeline", "tiny_geometry_pipeline"]
 
 
 def load_geometry_pipeline(

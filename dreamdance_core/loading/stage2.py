@@ -8,35 +8,15 @@ single-file checkpoint (``svd_xt_1_1.safetensors`` in ComfyUI's ``models/checkpo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..models.controller import CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
-from ..sampling.stage2 import SVDComponents
+from ..pipelines import SVDComponents, VideoPipeline
 from .common import WeightFileError
 
-
-@dataclass
-class VideoPipeline:
-    """Stage-2 components. ``random_weights`` marks the tiny random demo model (its frames mean nothing)."""
-
-    components: SVDComponents
-    controller: CrossDomainController
-    controlnet: SVDControlNet
-    random_weights: bool = False
-
-    def modules(self) -> tuple[torch.nn.Module, ...]:
-        c = self.components
-        return (c.unet, c.vae, c.image_encoder, self.controller, self.controlnet)
-
-    def to(self, device=None, dtype=None) -> "VideoPipeline":
-        kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
-        for module in self.modules():
-            module.to(**kwargs)
-        return self
+__all__ = ["SVDComponents", "VideoPipeline", "load_svd", "load_video_pipeline", "tiny_video_pipeline"]
 
 
 def load_svd(source: str | os.PathLike, *, dtype: torch.dtype | None = None) -> SVDComponents:

@@ -36,7 +36,7 @@ import torch
 from ..models.controller import CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
 from ..models.unet_svd import ControlledSVDUNet
-from ..sampling.stage2 import SVDComponents
+from ..pipelines import SVDComponents
 from .clip_vision import HOW_TO_GET_SVD_IMAGE_ENCODER, PATCH_EMBEDDING, POSITION_IDS, load_clip_image_encoder
 from .common import SafetensorsFile, StateDict, WeightFileError, build_empty, fill_strict, load_model_strict, shorten
 from .sd15 import describe_family

@@ -40,6 +40,7 @@ from ..geometry import latent_preview
 from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
 from ..models.controller import ControlMapError, CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
+from ..pipelines import SVDComponents
 from .guidance import classifier_free_guidance, linear_frame_scales
 from .windows import WindowOptions, blend_windows, window_indices
 
@@ -48,21 +49,6 @@ ProgressCallback = Callable[[int, int, "torch.Tensor | None"], None]
 
 class Stage2InputError(ValueError):
     """Inputs of the Stage-2 sampler that cannot work together (sizes, frame counts, options)."""
-
-
-@dataclass
-class SVDComponents:
-    """The pretrained SVD parts: ``ControlledSVDUNet``, ``AutoencoderKLTemporalDecoder`` (or ``AutoencoderTiny``),
-    ``CLIPVisionModelWithProjection`` and the ``EulerDiscreteScheduler`` config (a dict)."""
-
-    unet: torch.nn.Module
-    vae: torch.nn.Module
-    image_encoder: torch.nn.Module
-    scheduler_config: Mapping
-
-    @property
-    def vae_scale_factor(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
 
 @dataclass
