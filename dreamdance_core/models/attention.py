@@ -23,14 +23,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.controlnets.controlnet import zero_module
 from einops import rearrange
 from torch import nn
-
-
-def _zero_(module: nn.Module) -> nn.Module:
-    for parameter in module.parameters():
-        nn.init.zeros_(parameter)
-    return module
 
 
 class _ZeroInitAttention(nn.Module):
@@ -42,7 +37,7 @@ class _ZeroInitAttention(nn.Module):
             raise ValueError(f"{type(self).__name__}: dim {dim} is not divisible by num_heads {num_heads}")
         self.norm = nn.LayerNorm(dim)
         self.attn = Attention(query_dim=dim, heads=num_heads, dim_head=dim // num_heads, out_bias=True)
-        _zero_(self.attn.to_out[0])
+        zero_module(self.attn.to_out[0])
 
 
 class GeometryAttention(_ZeroInitAttention):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.controlnets.controlnet import zero_module
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
@@ -38,9 +39,7 @@ class PoseGuider(ModelMixin, ConfigMixin):
             blocks.append(nn.Conv2d(channels_in, channels_in, kernel_size=3, padding=1))
             blocks.append(nn.Conv2d(channels_in, channels_out, kernel_size=3, padding=1, stride=2))
         self.blocks = nn.ModuleList(blocks)
-        self.conv_out = nn.Conv2d(block_out_channels[-1], embedding_channels, kernel_size=3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        self.conv_out = zero_module(nn.Conv2d(block_out_channels[-1], embedding_channels, kernel_size=3, padding=1))
 
     @property
     def downsample_factor(self) -> int:

@@ -27,6 +27,7 @@ from typing import Iterator
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.controlnets.controlnet import zero_module
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -231,8 +232,7 @@ class GeometryDiffusionModel(nn.Module):
                 f"base UNet does not fit the SD1.5 layout: missing {unexpected_missing[:8]}, "
                 f"unexpected {result.unexpected_keys[:8]}"
             )
-        nn.init.zeros_(denoising_unet.class_embedding.linear_2.weight)
-        nn.init.zeros_(denoising_unet.class_embedding.linear_2.bias)
+        zero_module(denoising_unet.class_embedding.linear_2)
         pose_guider = PoseGuider(
             conditioning_channels=3,
             block_out_channels=tuple(pose_guider_channels),

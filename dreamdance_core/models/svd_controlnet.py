@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.controlnets.controlnet import zero_module
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_3d_blocks import UNetMidBlockSpatioTemporal, get_down_block
@@ -35,13 +36,6 @@ UNET_CONFIG_KEYS: tuple[str, ...] = (
 )
 # modules copied from the UNet by from_unet
 COPIED_MODULES: tuple[str, ...] = ("conv_in", "time_embedding", "add_embedding", "down_blocks", "mid_block")
-
-
-def zero_module(module: nn.Module) -> nn.Module:
-    """Zero every parameter of ``module`` (the ControlNet links start as no-ops)."""
-    for parameter in module.parameters():
-        nn.init.zeros_(parameter)
-    return module
 
 
 def _per_block(value, count: int, name: str) -> list:
