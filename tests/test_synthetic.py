@@ -17,7 +17,8 @@ from dreamdance_core.synthetic.camera import Camera, Intrinsics
 from dreamdance_core.synthetic.motion import MotionError
 from dreamdance_core.synthetic.raycast import Capsule, Ellipsoid, cast_image, cast_rays
 from dreamdance_core.synthetic.render import JOINT_OWNERS, Scene
-from dreamdance_core.synthetic.skeleton import DOF_INDEX, DOF_LIMITS, DOFS, OPENPOSE_JOINTS
+from dreamdance_core.pose.schema import BODY_NAMES
+from dreamdance_core.synthetic.skeleton import DOF_INDEX, DOF_LIMITS, DOFS
 
 # 63 x 63 pixels: the centre pixel (31, 31) looks straight down -z.
 ODD = Intrinsics.from_fov(63, 63, 40.0)
@@ -145,18 +146,18 @@ def test_keypoints_project_onto_the_parts_of_their_joints():
             hit = part[rows, cols]
             assert np.all(hit >= 0), "a visible keypoint landed on the background"
             owned = JOINT_OWNERS[np.flatnonzero(visible), hit]
-            assert owned.mean() >= 0.9, [OPENPOSE_JOINTS[j] for j in np.flatnonzero(visible)[~owned]]
-    neck = sample.reference.keypoints[0, OPENPOSE_JOINTS.index("neck")].astype(int)
+            assert owned.mean() >= 0.9, [BODY_NAMES[j] for j in np.flatnonzero(visible)[~owned]]
+    neck = sample.reference.keypoints[0, BODY_NAMES.index("neck")].astype(int)
     assert sample.reference.part[0, neck[1], neck[0]] in (Part.NECK, Part.SHOULDERS, Part.CHEST)
 
 
 def test_frontal_reference_follows_openpose_sides_and_shows_the_face():
     frames = render_frames(random_character(2), _scene_at(3.5), rest_angles()[None])
-    kp = dict(zip(OPENPOSE_JOINTS, frames.keypoints[0]))
+    kp = dict(zip(BODY_NAMES, frames.keypoints[0]))
     # The person's right appears on the image's left when facing the camera.
     for joint in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle", "eye", "ear"):
-        assert kp[f"r_{joint}"][0] < kp[f"l_{joint}"][0], joint
-    assert kp["nose"][1] < kp["neck"][1] < kp["r_hip"][1] < kp["r_knee"][1] < kp["r_ankle"][1]
+        assert kp[f"right_{joint}"][0] < kp[f"left_{joint}"][0], joint
+    assert kp["nose"][1] < kp["neck"][1] < kp["right_hip"][1] < kp["right_knee"][1] < kp["right_ankle"][1]
     assert np.all(frames.keypoints[0, :, 2] == 1.0)
 
 
@@ -164,11 +165,11 @@ def test_back_view_hides_the_face_but_keeps_the_body():
     angles = rest_angles()
     angles[DOF_INDEX["root_yaw"]] = np.pi
     frames = render_frames(random_character(2), _scene_at(3.5), angles[None])
-    conf = dict(zip(OPENPOSE_JOINTS, frames.keypoints[0, :, 2]))
-    assert all(conf[name] == 0.0 for name in ("nose", "r_eye", "l_eye"))
-    assert all(conf[name] > 0.0 for name in OPENPOSE_JOINTS[1:14])
-    kp = dict(zip(OPENPOSE_JOINTS, frames.keypoints[0]))
-    assert kp["r_shoulder"][0] > kp["l_shoulder"][0]  # seen from behind, the sides swap
+    conf = dict(zip(BODY_NAMES, frames.keypoints[0, :, 2]))
+    assert all(conf[name] == 0.0 for name in ("nose", "right_eye", "left_eye"))
+    assert all(conf[name] > 0.0 for name in BODY_NAMES[1:14])
+    kp = dict(zip(BODY_NAMES, frames.keypoints[0]))
+    assert kp["right_shoulder"][0] > kp["left_shoulder"][0]  # seen from behind, the sides swap
 
 
 def test_out_of_frame_joints_keep_their_projection_with_zero_confidence():
@@ -176,7 +177,7 @@ def test_out_of_frame_joints_keep_their_projection_with_zero_confidence():
     frames = render_frames(random_character(2), base, rest_angles()[None])
     kp = frames.keypoints[0]
     outside = (kp[:, 1] >= 96) | (kp[:, 1] < 0) | (kp[:, 0] < 0) | (kp[:, 0] >= 64)
-    assert outside[OPENPOSE_JOINTS.index("r_ankle")]
+    assert outside[BODY_NAMES.index("right_ankle")]
     assert np.all(kp[outside, 2] == 0.0) and np.all(kp[outside, :2] != 0.0)
 
 

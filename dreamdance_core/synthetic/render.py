@@ -21,21 +21,21 @@ import numpy as np
 from .camera import Camera, Intrinsics
 from .character import Character, Part
 from .raycast import Hits, cast_image, cast_rays
-from .skeleton import OPENPOSE_JOINTS, BodyPose, pose_body
+from ..pose.schema import BODY_NAMES
+from .skeleton import BodyPose, pose_body
 
 OCCLUDED_CONFIDENCE = 0.5
 
-_FACE_POINTS = ("nose", "r_eye", "l_eye", "r_ear", "l_ear")
+_FACE_POINTS = ("nose", "right_eye", "left_eye", "right_ear", "left_ear")
 _OWNERS: dict[str, tuple[Part, ...]] = {
     "nose": (Part.HEAD,),
-    "r_eye": (Part.HEAD, Part.R_EYE),
-    "l_eye": (Part.HEAD, Part.L_EYE),
-    "r_ear": (Part.HEAD, Part.HAIR),
-    "l_ear": (Part.HEAD, Part.HAIR),
+    "right_eye": (Part.HEAD, Part.R_EYE),
+    "left_eye": (Part.HEAD, Part.L_EYE),
+    "right_ear": (Part.HEAD, Part.HAIR),
+    "left_ear": (Part.HEAD, Part.HAIR),
     "neck": (Part.NECK, Part.SHOULDERS, Part.CHEST),
 }
-for _side in ("r", "l"):
-    _s = _side.upper()
+for _side, _s in (("right", "R"), ("left", "L")):
     _OWNERS.update({
         f"{_side}_shoulder": (Part.SHOULDERS, Part[f"{_s}_UPPER_ARM"], Part.CHEST),
         f"{_side}_elbow": (Part[f"{_s}_UPPER_ARM"], Part[f"{_s}_FOREARM"]),
@@ -45,10 +45,10 @@ for _side in ("r", "l"):
         f"{_side}_ankle": (Part[f"{_s}_SHIN"], Part[f"{_s}_FOOT"]),
     })  # fmt: skip
 # [18, NUM_PARTS] bool: which parts make a keypoint visible when its ray hits them first.
-JOINT_OWNERS = np.zeros((len(OPENPOSE_JOINTS), len(Part)), dtype=bool)
-for _j, _name in enumerate(OPENPOSE_JOINTS):
+JOINT_OWNERS = np.zeros((len(BODY_NAMES), len(Part)), dtype=bool)
+for _j, _name in enumerate(BODY_NAMES):
     JOINT_OWNERS[_j, list(_OWNERS[_name])] = True
-_IS_FACE = np.array([name in _FACE_POINTS for name in OPENPOSE_JOINTS])
+_IS_FACE = np.array([name in _FACE_POINTS for name in BODY_NAMES])
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..pose.schema import BODY_NAMES
 from .character import Part, Proportions
 from .raycast import Capsule, Ellipsoid, Primitive
 
@@ -44,18 +45,13 @@ DOF_LIMITS: dict[str, tuple[float, float]] = {
     "l_hip_flex": (-0.5, 1.9), "l_hip_abd": (-0.1, 0.9), "l_knee": (0.0, 2.2),
 }  # fmt: skip
 
-OPENPOSE_JOINTS: tuple[str, ...] = (
-    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
-    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
-)  # fmt: skip
-
 # Directions (head-ellipsoid frame, scaled by the radii onto its surface) of the facial keypoints.
 _FACE_DIRECTIONS = {
     "nose": (0.0, -0.25, 1.0),
-    "r_eye": (-0.38, 0.12, 1.0),
-    "l_eye": (0.38, 0.12, 1.0),
-    "r_ear": (-1.0, 0.0, 0.18),
-    "l_ear": (1.0, 0.0, 0.18),
+    "right_eye": (-0.38, 0.12, 1.0),
+    "left_eye": (0.38, 0.12, 1.0),
+    "right_ear": (-1.0, 0.0, 0.18),
+    "left_ear": (1.0, 0.0, 0.18),
 }
 
 
@@ -76,7 +72,8 @@ def rot_z(a: float) -> np.ndarray:
 
 @dataclass
 class BodyPose:
-    """One posed body in world space: ``joints`` ``[18, 3]`` in OpenPose order and the ``primitives``."""
+    """One posed body in world space: ``joints`` ``[18, 3]`` in the order of :data:`..pose.schema.BODY_NAMES` (OpenPose-18)
+    and the ``primitives``."""
 
     joints: np.ndarray
     primitives: list[Primitive]
@@ -141,8 +138,8 @@ def pose_body(body: Proportions, angles: np.ndarray) -> BodyPose:
             int(Part.PELVIS),
         ),
     ]
-    for side, s in (("r", -1.0), ("l", 1.0)):
-        eye_surface = joints[f"{side}_eye"]
+    for side, name, s in (("r", "right", -1.0), ("l", "left", 1.0)):  # side: DOF prefix; name: joint prefix
+        eye_surface = joints[f"{name}_eye"]
         prims.append(_sphere(eye_surface - 0.5 * eye_radius * (eye_surface - head_centre) /
                              np.linalg.norm(eye_surface - head_centre), eye_radius, Part[f"{side.upper()}_EYE"]))
         shoulder = neck + chest_frame @ np.array([s * body.shoulder_half_width, 0.0, 0.0])
@@ -155,8 +152,8 @@ def pose_body(body: Proportions, angles: np.ndarray) -> BodyPose:
         knee, ankle, shin_frame = _limb(hip, thigh_frame, (body.thigh, body.shin), rot_x(a[f"{side}_knee"]))
         # The foot stays level with the pelvis: undo the thigh's and shin's flexion.
         foot_frame = shin_frame @ rot_x(a[f"{side}_hip_flex"] - a[f"{side}_knee"])
-        joints.update({f"{side}_shoulder": shoulder, f"{side}_elbow": elbow, f"{side}_wrist": wrist,
-                       f"{side}_hip": hip, f"{side}_knee": knee, f"{side}_ankle": ankle})
+        joints.update({f"{name}_shoulder": shoulder, f"{name}_elbow": elbow, f"{name}_wrist": wrist,
+                       f"{name}_hip": hip, f"{name}_knee": knee, f"{name}_ankle": ankle})
         p = side.upper()
         prims += [
             Capsule(shoulder, elbow, body.r_upper_arm, int(Part[f"{p}_UPPER_ARM"])),
@@ -171,11 +168,11 @@ def pose_body(body: Proportions, angles: np.ndarray) -> BodyPose:
                 int(Part[f"{p}_FOOT"]),
             ),
         ]
-    prims.append(Capsule(joints["r_shoulder"], joints["l_shoulder"], 1.1 * body.r_upper_arm, int(Part.SHOULDERS)))
+    prims.append(Capsule(joints["right_shoulder"], joints["left_shoulder"], 1.1 * body.r_upper_arm, int(Part.SHOULDERS)))
     feet = [p for p in prims if p.part in (Part.R_FOOT, Part.L_FOOT)]
     ground = min(float(f.centre[1]) - _ellipsoid_extent_y(f) for f in feet)
     offset = np.array([a["root_x"], -ground, a["root_z"]])
     return BodyPose(
-        joints=np.stack([joints[name] for name in OPENPOSE_JOINTS]) + offset,
+        joints=np.stack([joints[name] for name in BODY_NAMES]) + offset,
         primitives=[p.transformed(np.eye(3), offset) for p in prims],
     )
