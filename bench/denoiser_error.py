@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "train")]  # train/stage2.py's make_inputs: the training code path itself
+sys.path[:0] = [str(ROOT)]  # bench/ runs as scripts (train/stage2.py's make_inputs: dreamdance_core.training)
 
 from bench.quality import HELD_OUT_SEED, Case, held_out_cases  # noqa: E402 - bench/ runs as scripts
 
@@ -39,7 +39,7 @@ DEFAULT_SIGMAS = (0.1, 0.5, 1.0, 2.0, 5.0, 20.0)
 
 def training_args(width: int, height: int, num_frames: int):
     """``train/stage2.py``'s defaults (its conditioning: fps, motion bucket, noise augmentation), without dropout."""
-    import stage2
+    from dreamdance_core.training import stage2
 
     return stage2.parse_args([
         "--tiny", "true", "--train_data_dir", "-", "--output_dir", "-",  # placeholders: only the conditioning is read
@@ -62,7 +62,7 @@ def denoiser_errors(
     components, controller, controlnet, cases: Sequence[Case], sigmas: Sequence[float], noise_seed: int = 0
 ) -> dict[str, dict[float, float]]:
     """Row name -> sigma -> mean squared error of the clean-latent estimate (see the module docstring)."""
-    import stage2
+    from dreamdance_core.training import stage2
 
     from dreamdance_core.autoencoder import encode
     from dreamdance_core.sampling.stage2 import edm_denoised

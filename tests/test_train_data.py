@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -18,10 +17,11 @@ from tests.test_train_stage1 import REPO, read_losses, run_stage1
 
 
 @pytest.fixture
-def prepare(monkeypatch):
-    """train/prepare_data.py as a module, found the way `python train/prepare_data.py` finds its imports."""
-    monkeypatch.syspath_prepend(str(REPO / "train"))
-    return importlib.import_module("prepare_data")
+def prepare():
+    """The module behind train/prepare_data.py (a library: no sys.path edit)."""
+    from dreamdance_core.training import prepare_data
+
+    return prepare_data
 
 
 def write_video(path: Path, num_frames: int, size=(32, 48)) -> None:

@@ -51,12 +51,11 @@ def group_names(model: GeometryDiffusionModel) -> dict[str, set[str]]:
 
 
 @pytest.fixture
-def train_modules(monkeypatch) -> dict:
-    """The train/ scripts as modules, imported the way `python train/stage1.py` finds them (its folder on the path)."""
-    import importlib
+def train_modules() -> dict:
+    """The training modules behind train/stage1.py (a library: no sys.path edit)."""
+    from dreamdance_core.training import common, stage1
 
-    monkeypatch.syspath_prepend(str(REPO / "train"))
-    return {name: importlib.import_module(name) for name in ("common", "stage1")}
+    return {"common": common, "stage1": stage1}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +150,6 @@ def dying_save(tensors, filename, *args, **kwargs):
     return original(tensors, filename, *args, **kwargs)
 safetensors.torch.save_file = dying_save
 sys.argv = ["train/stage1.py", *sys.argv[1:]]
-sys.path.insert(0, "train")  # what `python train/stage1.py` does
 runpy.run_path("train/stage1.py", run_name="__main__")
 """
 

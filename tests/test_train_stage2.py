@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -34,9 +33,10 @@ def state(weights: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture
-def stage2(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "train"))  # what `python train/stage2.py` puts on the path
-    return importlib.import_module("stage2")
+def stage2():
+    from dreamdance_core.training import stage2
+
+    return stage2
 
 
 @pytest.fixture(scope="module")

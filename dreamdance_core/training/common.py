@@ -542,7 +542,7 @@ def freeze_helpers(accelerator, *modules: torch.nn.Module) -> None:
 def run_cli(main: Callable[[argparse.Namespace], Any], parse_args: Callable, argv: Sequence[str] | None) -> int:
     """Command-line entry of the scripts: configuration and data problems end with a message, not a traceback."""
     from dreamdance_core.dataset import DatasetError
-    from dreamdance_core.loading.common import WeightFileError
+    from dreamdance_core.weights import WeightFileError
 
     try:
         main(parse_args(argv))
