@@ -91,7 +91,7 @@ def scaled_svd_configs(scale: float, folder: Path) -> Path:
 
 def svd_shapes(config_dir: Path) -> dict[str, tuple[int, ...]]:
     """Names and shapes of an ``svd_xt_1_1.safetensors``-style file for these configs (weightless models)."""
-    from dreamdance_core.loading.common import build_empty
+    from dreamdance_core.weights import build_empty
     from dreamdance_core.loading.svd import VAE_PREFIX, build_svd_models, svd_single_file_state_dict
 
     components = build_empty(lambda: build_svd_models(config_dir))
@@ -113,7 +113,7 @@ def sd15_shapes() -> dict[str, tuple[int, ...]]:
     """Names and shapes of a full-size SD1.5 single file (UNet and VAE in the LDM layout), the wrong file."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from dreamdance_core.loading.common import build_empty
+    from dreamdance_core.weights import build_empty
     from dreamdance_core.loading.sd15 import SD15_CONFIGS
     from tests.tiny_sd15 import unet_to_ldm, vae_to_ldm
 
@@ -139,7 +139,7 @@ def measure(case: dict) -> dict:
     sys.path.insert(0, case.get("code") or str(ROOT))
     import torch
 
-    from dreamdance_core.loading.common import WeightFileError
+    from dreamdance_core.weights import WeightFileError
     from dreamdance_core.loading.svd import load_svd_single_file
 
     torch.set_num_threads(1)

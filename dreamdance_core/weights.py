@@ -1,4 +1,7 @@
-"""Strict, safetensors-only weight reading shared by every loader.
+"""Strict, safetensors-only weight reading shared by every loader and by the models' own ``from_pretrained``.
+
+It sits below ``models/`` and ``loading/`` (it imports neither), so a model class may read its weights strictly and a
+loader may build it, with one :class:`WeightFileError` for every wrong file.
 
 Two ways to read a file: :func:`read_safetensors` (every tensor at once) and :class:`SafetensorsFile` (the header
 first - names, shapes, dtypes - and then one tensor at a time), so a loader can refuse a wrong file from its key names

@@ -21,7 +21,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel, UNetSpatioTemporalCon
 from safetensors.torch import load_file, save_file
 from transformers import CLIPConfig, CLIPModel, CLIPVisionModelWithProjection
 
-from dreamdance_core.loading import common
+from dreamdance_core import weights
 from dreamdance_core.loading.clip_vision import (
     CLIP_VISION_CONFIGS,
     HOW_TO_GET_CLIP,
@@ -30,7 +30,7 @@ from dreamdance_core.loading.clip_vision import (
     image_tower,
     load_clip_image_encoder,
 )
-from dreamdance_core.loading.common import WeightFileError
+from dreamdance_core.weights import WeightFileError
 from dreamdance_core.loading.sd15 import load_sd15_unet, load_sd15_vae
 from dreamdance_core.loading.stage1 import load_geometry_pipeline
 from dreamdance_core.loading.svd import (
@@ -236,7 +236,7 @@ def test_real_openai_clip_l14_layout_is_detected_as_vit_l14():
     detected = _detect_config(tower, Path("clip_vit_l14.safetensors"))
     assert (detected.hidden_size, detected.num_hidden_layers, detected.projection_dim) == (1024, 24, 768)
     with torch.device("meta"):
-        common.check_state_dict(CLIPVisionModelWithProjection(detected), tower, "clip_vit_l14.safetensors")
+        weights.check_state_dict(CLIPVisionModelWithProjection(detected), tower, "clip_vit_l14.safetensors")
 
 
 # ------------------------------------------------------------------------------------- 4. stage-aware CLIP advice
@@ -277,8 +277,8 @@ def test_svd_image_encoder_advice_points_at_svd_itself(svd, tmp_path):
 def fp16_svd_folder(svd, tmp_path_factory):
     folder = save_diffusers_folder(svd, tmp_path_factory.mktemp("svd-fp16"))
     for part in ("unet", "vae", "image_encoder"):
-        for weights in (folder / part).glob("*.safetensors"):
-            weights.unlink()
+        for file in (folder / part).glob("*.safetensors"):
+            file.unlink()
         copy.deepcopy(getattr(svd, part)).half().save_pretrained(folder / part, variant="fp16")
     return folder
 
@@ -412,7 +412,7 @@ def test_position_ids_in_a_comfyui_svd_file(svd, tmp_path):
 def reads(monkeypatch) -> list[str]:
     """Every tensor read through SafetensorsFile; reading a whole file at once (load_file) fails the test."""
     names: list[str] = []
-    read = common.SafetensorsFile.__getitem__
+    read = weights.SafetensorsFile.__getitem__
 
     def counting(self, name):
         names.append(name)
@@ -421,7 +421,7 @@ def reads(monkeypatch) -> list[str]:
     def no_whole_file_read(*args, **kwargs):
         raise AssertionError("the whole file was read at once")
 
-    monkeypatch.setattr(common.SafetensorsFile, "__getitem__", counting)
+    monkeypatch.setattr(weights.SafetensorsFile, "__getitem__", counting)
     monkeypatch.setattr("safetensors.torch.load_file", no_whole_file_read)
     return names
 
@@ -474,7 +474,7 @@ def test_real_size_svd_headers_pass_the_header_checks(layout):
     from dreamdance_core.loading.svd import SVD_CONFIG_DIR, _check_is_svd, _clip_key_map, _plan, build_svd_models
     from dreamdance_core.loading.svd import UNET_PREFIX, VAE_PREFIX, _unet_key_map, _vae_key_map
 
-    real = common.build_empty(lambda: build_svd_models(SVD_CONFIG_DIR))
+    real = weights.build_empty(lambda: build_svd_models(SVD_CONFIG_DIR))
     header = svd_single_file_state_dict(real) if layout == "stability" else comfyui_svd_layout(real)
     clip = sum(t.numel() for k, t in header.items() if k.startswith(CLIP_PREFIX))
     unet = sum(t.numel() for k, t in header.items() if k.startswith(UNET_PREFIX))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dreamdance_core.loading.common import WeightFileError
+from dreamdance_core.weights import WeightFileError
 from dreamdance_core.loading.svd import (
     CLIP_PREFIX,
     SVD_CONFIG_DIR,

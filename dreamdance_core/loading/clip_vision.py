@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .common import (
+from ..weights import (
     CONFIG_NAME,
     WeightFileError,
     build_empty,

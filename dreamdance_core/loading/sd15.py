@@ -41,7 +41,7 @@ from diffusers.loaders.single_file_utils import (
     infer_diffusers_model_type,
 )
 
-from .common import (
+from ..weights import (
     CONFIG_NAME,
     DIFFUSERS_WEIGHT_NAMES,
     WeightFileError,

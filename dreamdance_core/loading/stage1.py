@@ -15,7 +15,7 @@ import torch
 
 from ..models.stage1 import GeometryDiffusionModel
 from ..pipelines import GeometryPipeline
-from .common import WeightFileError
+from ..weights import WeightFileError
 
 __all__ = ["GeometryPipeline", "load_geometry_pipeline", "tiny_geometry_pipeline"]
 
@@ -40,7 +40,7 @@ def load_geometry_pipeline(
     from transformers import CLIPVisionModelWithProjection
 
     from .clip_vision import HOW_TO_GET_CLIP, load_clip_image_encoder
-    from .common import load_model_strict
+    from ..weights import load_model_strict
     from .sd15 import load_sd15_unet, load_sd15_vae
 
     stage1 = Path(stage1) if stage1 else None

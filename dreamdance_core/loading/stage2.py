@@ -14,7 +14,7 @@ import torch
 
 from ..models.svd_controlnet import SVDControlNet
 from ..pipelines import SVDComponents, VideoPipeline
-from .common import WeightFileError
+from ..weights import WeightFileError
 
 __all__ = ["SVDComponents", "VideoPipeline", "load_svd", "load_video_pipeline", "tiny_video_pipeline"]
 

@@ -38,7 +38,7 @@ from ..models.svd_controlnet import SVDControlNet
 from ..models.unet_svd import ControlledSVDUNet
 from ..pipelines import SVDComponents
 from .clip_vision import HOW_TO_GET_SVD_IMAGE_ENCODER, PATCH_EMBEDDING, POSITION_IDS, load_clip_image_encoder
-from .common import SafetensorsFile, StateDict, WeightFileError, build_empty, fill_strict, load_model_strict, shorten
+from ..weights import SafetensorsFile, StateDict, WeightFileError, build_empty, fill_strict, load_model_strict, shorten
 from .sd15 import describe_family
 
 SVD_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "svd"

@@ -32,7 +32,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ..loading.common import WeightFileError, load_model_strict
+from ..weights import WeightFileError, load_model_strict
 from .attention import (
     GeometryAttention,
     ReferenceRecordProcessor,
