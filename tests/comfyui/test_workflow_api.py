@@ -94,6 +94,15 @@ def test_too_few_widget_values_is_an_error():
         ui_workflow_to_api(workflow, OBJECT_INFO)
 
 
+def test_inputs_appended_after_a_workflow_was_saved_take_their_defaults():
+    """What the frontend does with an older workflow: the saved values fill the widgets in order, a widget added later
+    keeps its default."""
+    info = {**OBJECT_INFO, "Source": {**OBJECT_INFO["Source"], "input": {**OBJECT_INFO["Source"]["input"], "optional": {
+        **OBJECT_INFO["Source"]["input"].get("optional", {}), "fit": [["crop", "pad"], {"default": "crop"}]}}}}
+    inputs = ui_workflow_to_api(chain(0), info)["1"]["inputs"]
+    assert inputs == {"width": 16, "seed": 7, "mode": "b", "strength": 0.5, "fit": "crop"}
+
+
 def test_links_saved_as_objects_are_read_too():
     workflow = chain(0)
     keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")

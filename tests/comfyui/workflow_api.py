@@ -111,13 +111,22 @@ def _has_control_value(name: str, spec: list) -> bool:
 
 
 def _widget_inputs(node: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    """Map the node's saved ``widgets_values`` to input names."""
+    """Map the node's saved ``widgets_values`` to input names.
+
+    A workflow saved before a node gained inputs (appended at the end) saves fewer values: as the frontend does when it
+    configures such a node, the missing trailing widgets keep their declared ``default``. A missing value with no
+    default is an error (the workflow was saved by another version of the node).
+    """
     saved = node.get("widgets_values") or []
     widget_specs = [(name, spec) for name, spec in _ordered_inputs(info) if _is_widget(spec)]
     if isinstance(saved, dict):  # some extensions save widgets by name
         return {name: saved[name] for name, _ in widget_specs if name in saved}
     values, position = {}, 0
     for name, spec in widget_specs:
+        options = (spec[1] if len(spec) > 1 else {}) or {}
+        if position >= len(saved) and "default" in options:
+            values[name] = options["default"]
+            continue
         if position >= len(saved):
             raise WorkflowConversionError(
                 f"node {node['id']} ({node['type']}) saves {len(saved)} widget values but its inputs need more "
