@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the project's own environment in .venv (idempotent): CPU torch 2.13.0 from local disk, then the pack
-# and its test tools. The constraints file keeps any dependency from swapping in a multi-GB CUDA torch.
+# and its test tools (the `test` extra: pytest, ruff, ...). The constraints file keeps any dependency from swapping
+# in a multi-GB CUDA torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
