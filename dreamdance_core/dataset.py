@@ -9,6 +9,7 @@ Layout (the contract between data preparation, the synthetic generator and ``tra
     <root>/<id>/normal/000000.png  normal image, 8-bit RGB (below)
     <root>/<id>/mask/000000.png    optional foreground mask, 8-bit grey 0 / 255
     <root>/<id>/pose.json          POSE_KEYPOINT list, exactly F entries
+    <root>/<id>/<name>/...         optional maps of more control modalities, as their codecs store them
 
 Frame files are numbered ``000000.png`` .. ``F-1`` (six digits) in every folder; every image is W x H. meta.json
 may carry more keys (the synthetic generator records its character / motion / scene seeds and the motion style).
@@ -24,7 +25,9 @@ may carry more keys (the synthetic generator records its character / motion / sc
   **pixel** coordinates of the frame (origin at the top-left corner of the top-left pixel); a missing point is
   ``0, 0, 0``; a frame with no person has ``"people": []``. Readers use the first person.
 
-Reading returns model-ready arrays (:class:`Clip`) and can resize to another W x H: the frames are scaled to cover
+Each map has a codec (:class:`MapCodec`: :data:`FRAMES`, :data:`DEPTH`, :data:`NORMAL`, :data:`POSE`, :data:`MASK`;
+more in :mod:`dreamdance_core.modalities`, which registers the control modalities) that checks, writes, reads back,
+validates and turns it into a control map. Reading returns model-ready arrays (:class:`Clip`) and can resize to another W x H: the frames are scaled to cover
 the target and centre-cropped, and the keypoints get the same scale and shift. :class:`ClipDataset` serves
 fixed-length clips as torch tensors in -1..1. :func:`validate_dataset` reports broken items with their paths;
 ``policy="skip"`` drops broken videos with a warning, ``policy="error"`` stops. A clip that fails to read while
@@ -37,7 +40,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -45,7 +48,6 @@ import numpy as np
 FORMAT_NAME = "dreamdance-dataset"
 FORMAT_VERSION = 1
 NUM_BODY_KEYPOINTS = 18
-MODALITIES = ("frames", "depth", "normal")
 Policy = Literal["skip", "error"]
 
 
@@ -131,19 +133,19 @@ def _read_png(path: Path, channels: int, dtype: type) -> np.ndarray:
     return image[..., ::-1] if channels == 3 else image
 
 
-def read_frame(video_dir: Path, modality: str, index: int, size: tuple[int, int]) -> np.ndarray:
-    """One stored image of ``modality`` (``frames``, ``depth``, ``normal``, ``mask``), checked to be ``size`` (W, H)."""
+def read_frame(
+    video_dir: Path, modality: str, index: int, size: tuple[int, int], image_format: tuple[int, type] | None = None
+) -> np.ndarray:
+    """One stored image of the folder ``modality`` (``frames``, ``depth``, ``normal``, ``mask``, or another codec's
+    folder with its ``image_format`` = (channels, dtype)), checked to be ``size`` (W, H)."""
     path = frame_path(video_dir, modality, index)
-    image = _read_png(path, *_FORMATS[modality])
+    image = _read_png(path, *(image_format or _FORMATS[modality]))
     if image.shape[1::-1] != tuple(size):
         raise DatasetError(
             f"size mismatch: {path} is {image.shape[1]}x{image.shape[0]}, meta.json says {size[0]}x{size[1]} (W x H)",
             kind="size_mismatch",
         )
     return image
-
-
-_FORMATS = {"frames": (3, np.uint8), "depth": (1, np.uint16), "normal": (3, np.uint8), "mask": (1, np.uint8)}
 
 
 def _load_json(path: Path) -> Any:
@@ -153,6 +155,191 @@ def _load_json(path: Path) -> Any:
         raise DatasetError(f"missing file: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"unreadable JSON: {path} ({exc})") from None
+
+
+# --- codecs: how each map is stored in a video folder and read back -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResizePlan:
+    """Stored frames (``source`` W x H) -> output frames (``output``): scale to cover (``scaled``, per-axis
+    ``scale``) and centre-crop at ``crop`` (x, y)."""
+
+    source: tuple[int, int]
+    output: tuple[int, int]
+    scaled: tuple[int, int]
+    scale: tuple[float, float]
+    crop: tuple[int, int]
+
+    @classmethod
+    def between(cls, source: tuple[int, int], output: tuple[int, int]) -> "ResizePlan":
+        scaled, sx, sy, cx, cy = _resize_plan(source, output)
+        return cls(tuple(source), tuple(output), scaled, (sx, sy), (cx, cy))
+
+
+class MapCodec:
+    """How one per-frame map is stored in a video folder and read back, and how it becomes a control map.
+
+    *Values* are what an estimator or the synthetic renderer produces and what :meth:`read` returns (relative depth
+    in [0, 1], unit normals, pixel keypoints, ...); :meth:`to_map` turns values at the output size into the
+    controller's input, float32 ``[F, H, W, 3]`` in -1..1. ``where`` names the folder or file in the video folder.
+    The codecs of the control modalities are registered in :mod:`dreamdance_core.modalities`."""
+
+    where: str
+
+    def check(self, values: Any, num_frames: int, size: tuple[int, int]) -> Any:
+        """``values`` of a whole video, checked against its frame count and size (W, H); a :class:`DatasetError`
+        names the expected shape."""
+        raise NotImplementedError
+
+    def write(self, video_dir: Path, values: Any) -> None:
+        """Store checked values of a whole video."""
+        raise NotImplementedError
+
+    def present(self, video_dir: Path) -> bool:
+        return (Path(video_dir) / self.where).exists()
+
+    def read(self, video_dir: Path, indices: np.ndarray, plan: ResizePlan) -> np.ndarray:
+        """Values of frames ``indices``, resized by ``plan`` (errors name the broken file)."""
+        raise NotImplementedError
+
+    def problems(self, video_dir: Path, num_frames: int, size: tuple[int, int], decode: bool) -> list[tuple]:
+        """What is broken in this map of one video: ``(kind, path, message)`` (kinds of :func:`validate_dataset`)."""
+        raise NotImplementedError
+
+    def to_map(self, values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Values at the output ``size`` (W, H) -> control map float32 ``[F, H, W, 3]`` in -1..1."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ImageCodec(MapCodec):
+    """A map stored as one PNG per frame, ``<video>/<where>/000000.png``, of ``channels`` (1 or 3) of ``dtype``.
+
+    ``encode`` turns one frame's values into the stored image, ``decode`` stored images ``[F, H, W(, C)]`` back into
+    values, ``control`` values ``[F, H, W(, C)]`` into the control map ``[F, H, W, 3]`` in -1..1. Values of a video
+    have the shape ``[F, H, W]`` (one channel) or ``[F, H, W, channels]``. ``nearest``: resize without blending
+    (masks, labels)."""
+
+    where: str
+    channels: int
+    dtype: type
+    encode: Callable[[np.ndarray], np.ndarray]
+    decode: Callable[[np.ndarray], np.ndarray]
+    control: Callable[[np.ndarray], np.ndarray] | None = None
+    nearest: bool = False
+
+    def check(self, values: Any, num_frames: int, size: tuple[int, int]) -> np.ndarray:
+        shape = (num_frames, size[1], size[0]) + (() if self.channels == 1 else (self.channels,))
+        if np.shape(values) != shape:
+            raise DatasetError(f"{self.where} must have shape {shape} to match rgb, got {np.shape(values)}")
+        return np.asarray(values)
+
+    def write(self, video_dir: Path, values: np.ndarray) -> None:
+        (Path(video_dir) / self.where).mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(values):
+            _write_png(frame_path(video_dir, self.where, i), self.encode(frame))
+
+    def read(self, video_dir: Path, indices: np.ndarray, plan: ResizePlan) -> np.ndarray:
+        image_format = (self.channels, self.dtype)
+        images = [
+            _resize(read_frame(video_dir, self.where, int(i), plan.source, image_format), plan.scaled, plan.crop,
+                    plan.output, self.nearest)
+            for i in indices
+        ]  # fmt: skip
+        return self.decode(np.stack(images))
+
+    def problems(self, video_dir: Path, num_frames: int, size: tuple[int, int], decode: bool) -> list[tuple]:
+        found = []
+        for i in range(num_frames):
+            path = frame_path(video_dir, self.where, i)
+            if not decode:
+                if not path.is_file():
+                    found.append(("missing_frame", path, f"missing frame: {path}"))
+                continue
+            try:
+                read_frame(video_dir, self.where, i, size, (self.channels, self.dtype))
+            except DatasetError as exc:
+                found.append((str(exc.kind), path, str(exc)))
+        expected = {frame_path(video_dir, self.where, i).name for i in range(num_frames)}
+        for extra in sorted(p for p in (Path(video_dir) / self.where).glob("*.png") if p.name not in expected):
+            found.append(("extra_frame", extra, f"beyond num_frames={num_frames} in meta.json"))
+        return found
+
+    def to_map(self, values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if self.control is None:
+            raise DatasetError(f"the {self.where} images are not a control map (their codec has no control)")
+        return np.asarray(self.control(values), dtype=np.float32)
+
+
+def _keypoints_at(keypoints: np.ndarray, plan: ResizePlan) -> np.ndarray:
+    """Pixel keypoints ``[..., 18, 3]`` moved as ``plan`` moves the pixels (a missing point ``0, 0, 0`` stays)."""
+    keypoints = keypoints.copy()
+    present = np.any(keypoints != 0, axis=-1)
+    (sx, sy), (cx, cy) = plan.scale, plan.crop
+    keypoints[..., 0] = np.where(present, keypoints[..., 0] * sx - cx, 0.0)
+    keypoints[..., 1] = np.where(present, keypoints[..., 1] * sy - cy, 0.0)
+    return keypoints.astype(np.float32)
+
+
+def render_pose_maps(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pixel keypoints ``[F, 18, 3]`` (one person) -> rendered skeletons float32 ``[F, H, W, 3]`` in -1..1."""
+    from .pose import PoseSequence, render_poses
+
+    width, height = size
+    flat = np.asarray(keypoints, dtype=np.float64).reshape(-1, NUM_BODY_KEYPOINTS, 3)
+    sequence = PoseSequence.empty(flat.shape[0], 1, (width, height)).replace(body=flat[:, None])
+    return render_poses(sequence, width, height).astype(np.float32) / 127.5 - 1.0
+
+
+@dataclass(frozen=True)
+class PoseCodec(MapCodec):
+    """Body keypoints stored as ``pose.json`` (a POSE_KEYPOINT list, see the module docstring); values are pixel
+    keypoints ``[F, 18, 3]`` of the first person; the control map is the rendered skeleton."""
+
+    where: str = "pose.json"
+
+    def check(self, values: Any, num_frames: int, size: tuple[int, int]) -> list:
+        if len(values) != num_frames:
+            raise DatasetError(f"pose has {len(values)} frames but rgb has {num_frames}; give one pose dict per frame")
+        return list(values)
+
+    def write(self, video_dir: Path, values: list) -> None:
+        (Path(video_dir) / self.where).write_text(json.dumps(list(values)))
+
+    def read(self, video_dir: Path, indices: np.ndarray, plan: ResizePlan) -> np.ndarray:
+        keypoints = read_pose(video_dir)
+        if len(indices) and max(indices) >= len(keypoints):
+            raise DatasetError(f"frame {max(indices)} requested from {video_dir}, whose pose.json has "
+                               f"{len(keypoints)} entries")  # fmt: skip
+        return _keypoints_at(keypoints[np.asarray(indices)], plan)
+
+    def problems(self, video_dir: Path, num_frames: int, size: tuple[int, int], decode: bool) -> list[tuple]:
+        path = Path(video_dir) / self.where
+        try:
+            keypoints = read_pose(video_dir)
+        except DatasetError as exc:
+            return [("bad_pose", path, str(exc))]
+        if len(keypoints) != num_frames:
+            return [("pose_frame_count", path, f"{len(keypoints)} pose entries for {num_frames} frames")]
+        return []
+
+    def to_map(self, values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        return render_pose_maps(values, size)
+
+
+def _grey(values: np.ndarray) -> np.ndarray:
+    """``[F, H, W]`` in -1..1 -> ``[F, H, W, 3]``."""
+    return np.repeat(np.asarray(values, dtype=np.float32)[..., None], 3, axis=-1)
+
+
+FRAMES = ImageCodec("frames", 3, np.uint8, encode=lambda rgb: rgb, decode=lambda images: images)
+MASK = ImageCodec("mask", 1, np.uint8, encode=lambda mask: np.where(mask, 255, 0).astype(np.uint8),
+                  decode=lambda images: images > 127, nearest=True)  # fmt: skip
+DEPTH = ImageCodec("depth", 1, np.uint16, encode_depth_png, decode_depth_png, control=lambda unit: _grey(2 * unit - 1))
+NORMAL = ImageCodec("normal", 3, np.uint8, encode_normal_png, decode_normal_png, control=lambda normal: normal)
+POSE = PoseCodec()
+_FORMATS = {codec.where: (codec.channels, codec.dtype) for codec in (FRAMES, DEPTH, NORMAL, MASK)}
 
 
 # --- writing ------------------------------------------------------------------------------------------------------
@@ -170,36 +357,27 @@ def write_video(
     source: str,
     mask: np.ndarray | None = None,
     meta: dict | None = None,
+    extra_maps: Sequence[tuple[MapCodec, Any]] = (),
 ) -> Path:
     """Write one video item: ``rgb`` uint8 ``[F, H, W, 3]``, ``unit_depth`` ``[F, H, W]`` relative depth in [0, 1]
     (:func:`depth_to_unit`), ``normal`` ``[F, H, W, 3]`` unit normals, ``pose`` a POSE_KEYPOINT list of F frames in
-    pixel coordinates, optional ``mask`` bool ``[F, H, W]``; extra ``meta`` keys go into meta.json.
-    Returns the video folder. Does not touch dataset.json (see :func:`write_index`)."""
+    pixel coordinates, optional ``mask`` bool ``[F, H, W]``; extra ``meta`` keys go into meta.json; ``extra_maps``:
+    ``(codec, values)`` of more control modalities (:mod:`dreamdance_core.modalities`). Everything is checked before
+    anything is written. Returns the video folder. Does not touch dataset.json (see :func:`write_index`)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
         raise DatasetError(f"rgb must be uint8 [F, H, W, 3], got {rgb.dtype} {rgb.shape}")
     num_frames, height, width = rgb.shape[:3]
-    arrays = {"unit_depth": (unit_depth, (num_frames, height, width)), "normal": (normal, rgb.shape)}
-    if mask is not None:
-        arrays["mask"] = (mask, (num_frames, height, width))
-    for name, (array, shape) in arrays.items():
-        if np.shape(array) != shape:
-            raise DatasetError(f"{name} must have shape {shape} to match rgb, got {np.shape(array)}")
-    if len(pose) != num_frames:
-        raise DatasetError(f"pose has {len(pose)} frames but rgb has {num_frames}; give one pose dict per frame")
+    maps = [(FRAMES, rgb), (DEPTH, unit_depth), (NORMAL, normal), (POSE, pose), *([(MASK, mask)] if mask is not None
+            else []), *extra_maps]  # fmt: skip
+    wheres = [codec.where for codec, _ in maps]
+    if len(set(wheres)) != len(wheres):
+        raise DatasetError(f"two maps would be stored in the same place: {wheres}")
+    checked = [(codec, codec.check(values, num_frames, (width, height))) for codec, values in maps]
     video_dir = Path(root) / video_id
-    encoded = {
-        "frames": rgb,
-        "depth": [encode_depth_png(d) for d in unit_depth],
-        "normal": [encode_normal_png(n) for n in normal],
-    }
-    if mask is not None:
-        encoded["mask"] = [np.where(m, 255, 0).astype(np.uint8) for m in mask]
-    for modality, images in encoded.items():
-        (video_dir / modality).mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images):
-            _write_png(frame_path(video_dir, modality, i), image)
-    (video_dir / "pose.json").write_text(json.dumps(list(pose)))
+    video_dir.mkdir(parents=True, exist_ok=True)
+    for codec, values in checked:
+        codec.write(video_dir, values)
     info = {"num_frames": num_frames, "width": width, "height": height, "fps": fps, "source": source}
     (video_dir / "meta.json").write_text(json.dumps({**info, **(meta or {})}, indent=1))
     return video_dir
@@ -222,7 +400,7 @@ class Clip:
     """Frames of one video: ``rgb`` uint8 ``[F, H, W, 3]``, ``unit_depth`` float32 ``[F, H, W]`` in [0, 1],
     ``normal`` float32 ``[F, H, W, 3]`` in [-1, 1], ``mask`` bool ``[F, H, W]`` or None, ``keypoints`` float32
     ``[F, 18, 3]`` pixel ``(x, y, confidence)`` of the first person (zeros where none), ``indices`` the frame
-    numbers."""
+    numbers; ``maps``: the values of the modalities asked for by name (their codecs')."""
 
     rgb: np.ndarray
     unit_depth: np.ndarray
@@ -230,6 +408,7 @@ class Clip:
     mask: np.ndarray | None
     keypoints: np.ndarray
     indices: np.ndarray
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def read_meta(video_dir: str | Path) -> dict:
@@ -300,8 +479,10 @@ def read_clip(
     video_dir: str | Path,
     indices: Sequence[int] | None = None,
     size: tuple[int, int] | None = None,
+    maps: Mapping[str, MapCodec] | None = None,
 ) -> Clip:
-    """Read frames ``indices`` (default all) of one video, optionally resized to ``size`` = (W, H).
+    """Read frames ``indices`` (default all) of one video, optionally resized to ``size`` = (W, H), and the values of
+    the ``maps`` (name -> codec) into ``Clip.maps``.
 
     Resizing scales the frames to cover W x H and centre-crops; keypoints get the same scale and shift (their
     confidences are kept; a missing point ``0, 0, 0`` stays missing). Errors name the broken file."""
@@ -321,24 +502,18 @@ def read_clip(
     dst = size or src
     if min(dst) <= 0:
         raise DatasetError(f"requested size must be positive (W, H), got {dst}")
-    scaled, sx, sy, cx, cy = _resize_plan(src, dst)
-    has_mask = (video_dir / "mask").is_dir()
-    data: dict[str, list[np.ndarray]] = {m: [] for m in MODALITIES + (("mask",) if has_mask else ())}
-    for i in indices:
-        for modality, images in data.items():
-            image = read_frame(video_dir, modality, int(i), src)
-            images.append(_resize(image, scaled, (cx, cy), dst, nearest=modality == "mask"))
-    keypoints = keypoints_all[indices].copy()
-    present = np.any(keypoints != 0, axis=-1)
-    keypoints[..., 0] = np.where(present, keypoints[..., 0] * sx - cx, 0.0)
-    keypoints[..., 1] = np.where(present, keypoints[..., 1] * sy - cy, 0.0)
+    plan = ResizePlan.between(src, dst)
+    values = {DEPTH: DEPTH.read(video_dir, indices, plan), NORMAL: NORMAL.read(video_dir, indices, plan),
+              POSE: _keypoints_at(keypoints_all[indices], plan)}  # fmt: skip
     return Clip(
-        rgb=np.stack(data["frames"]),
-        unit_depth=decode_depth_png(np.stack(data["depth"])),
-        normal=decode_normal_png(np.stack(data["normal"])),
-        mask=np.stack(data["mask"]) > 127 if has_mask else None,
-        keypoints=keypoints.astype(np.float32),
+        rgb=FRAMES.read(video_dir, indices, plan),
+        unit_depth=values[DEPTH],
+        normal=values[NORMAL],
+        mask=MASK.read(video_dir, indices, plan) if MASK.present(video_dir) else None,
+        keypoints=values[POSE],
         indices=indices,
+        maps={name: values[codec] if codec in values else codec.read(video_dir, indices, plan)
+              for name, codec in (maps or {}).items()},  # fmt: skip
     )
 
 
@@ -380,21 +555,7 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _check_image(
-    video_dir: Path, modality: str, index: int, size: tuple[int, int], decode: bool
-) -> DatasetError | None:
-    """What is wrong with one frame image (its ``kind`` set), or None. Without ``decode`` only existence counts."""
-    if not decode:
-        path = frame_path(video_dir, modality, index)
-        return None if path.is_file() else DatasetError(f"missing frame: {path}", kind="missing_frame")
-    try:
-        read_frame(video_dir, modality, index, size)
-    except DatasetError as exc:
-        return exc
-    return None
-
-
-def _validate_video(root: Path, video_id: str, decode: bool) -> list[Problem]:
+def _validate_video(root: Path, video_id: str, decode: bool, maps: Sequence[MapCodec] = ()) -> list[Problem]:
     video_dir = root / video_id
 
     def problem(kind: str, path: Path, message: str) -> Problem:
@@ -407,30 +568,15 @@ def _validate_video(root: Path, video_id: str, decode: bool) -> list[Problem]:
         num_frames, size = int(meta["num_frames"]), (int(meta["width"]), int(meta["height"]))
     except (DatasetError, TypeError, ValueError) as exc:
         return [problem("bad_meta", video_dir / "meta.json", str(exc))]
-    problems: list[Problem] = []
-    try:
-        keypoints = read_pose(video_dir)
-        if len(keypoints) != num_frames:
-            problems.append(problem("pose_frame_count", video_dir / "pose.json",
-                                    f"{len(keypoints)} pose entries for {num_frames} frames"))
-    except DatasetError as exc:
-        problems.append(problem("bad_pose", video_dir / "pose.json", str(exc)))
-    modalities = MODALITIES + (("mask",) if (video_dir / "mask").is_dir() else ())
-    for modality in modalities:
-        for i in range(num_frames):
-            error = _check_image(video_dir, modality, i, size, decode)
-            if error is not None:
-                problems.append(problem(str(error.kind), frame_path(video_dir, modality, i),
-                                        str(error)))
-        expected = {frame_path(video_dir, modality, i).name for i in range(num_frames)}
-        for extra in sorted(p for p in (video_dir / modality).glob("*.png") if p.name not in expected):
-            problems.append(problem("extra_frame", extra, f"beyond num_frames={num_frames} in meta.json"))
-    return problems
+    codecs = [POSE, FRAMES, DEPTH, NORMAL, *([MASK] if MASK.present(video_dir) else [])]
+    codecs += [codec for codec in maps if codec not in codecs]
+    return [problem(*found) for codec in codecs for found in codec.problems(video_dir, num_frames, size, decode)]
 
 
-def validate_dataset(root: str | Path, decode: bool = True) -> ValidationReport:
+def validate_dataset(root: str | Path, decode: bool = True, maps: Sequence[MapCodec] = ()) -> ValidationReport:
     """Check every video of a dataset folder: index, meta, pose frame count, every frame image present, readable,
-    of the right format and size. ``decode=False`` only checks that files exist (fast).
+    of the right format and size; ``maps``: codecs of more modalities to check (:mod:`dreamdance_core.modalities`).
+    ``decode=False`` only checks that files exist (fast).
 
     Problem kinds: ``bad_index``, ``missing_video``, ``bad_meta``, ``bad_pose``, ``pose_frame_count``,
     ``missing_frame``, ``extra_frame``, ``unreadable_image``, ``wrong_format``, ``size_mismatch``."""
@@ -442,7 +588,7 @@ def validate_dataset(root: str | Path, decode: bool = True) -> ValidationReport:
         report.problems.append(Problem(None, "bad_index", str(root / "dataset.json"), str(exc)))
         return report
     for video_id in report.videos:
-        report.problems += _validate_video(root, video_id, decode)
+        report.problems += _validate_video(root, video_id, decode, maps)
     return report
 
 
@@ -487,6 +633,8 @@ class ClipDataset:
     ``pose`` ``[F, 18, 3]`` and ``reference_pose`` ``[18, 3]`` (pixel keypoints at the output size),
     ``frame_indices`` ``[F]``, ``reference_index`` and ``video_id``. The reference frame is drawn at random from the
     same video (``reference="random"``, seeded by ``seed``, the epoch and the item) or is the video's first frame.
+    ``controls`` (name -> codec, :func:`dreamdance_core.modalities.codecs`) adds ``controls``: per name the control
+    map ``[F, 3, H, W]`` in -1..1 (what the Stage-2 controller reads), in the order given.
 
     The folder is validated when the dataset is built (``check_images`` decodes every image first; otherwise only
     existence and counts are checked, and a bad image is found when read). ``policy`` decides what a broken video
@@ -504,6 +652,7 @@ class ClipDataset:
         policy: Policy = "skip",
         check_images: bool = False,
         seed: int = 0,
+        controls: Mapping[str, MapCodec] | None = None,
     ) -> None:
         if num_frames < 1 or stride < 1 or (window_step is not None and window_step < 1):
             raise DatasetError(f"num_frames, stride and window_step must be >= 1, got {num_frames}, {stride}, "
@@ -512,9 +661,11 @@ class ClipDataset:
             raise DatasetError(f"reference must be 'random' or 'first', got {reference!r}")
         self.root, self.num_frames, self.size, self.stride = Path(root), num_frames, size, stride
         self.reference, self.policy, self.seed, self.epoch = reference, policy, seed, 0
+        self.controls = dict(controls or {})
         span = (num_frames - 1) * stride + 1
         step = window_step or span
-        self.videos = usable_videos(validate_dataset(self.root, decode=check_images), policy)
+        report = validate_dataset(self.root, decode=check_images, maps=list(self.controls.values()))
+        self.videos = usable_videos(report, policy)
         self.lengths = {v: int(read_meta(self.root / v)["num_frames"]) for v in self.videos}
         self.windows = [(v, s) for v in self.videos for s in range(0, self.lengths[v] - span + 1, step)]
         if not self.windows:
@@ -549,8 +700,11 @@ class ClipDataset:
         indices = np.arange(self.num_frames) * self.stride + start
         rng = np.random.default_rng([self.seed, self.epoch, index])
         ref_index = int(rng.integers(self.lengths[video_id])) if self.reference == "random" else 0
-        clip = read_clip(self.root / video_id, np.concatenate([[ref_index], indices]), self.size)
+        clip = read_clip(self.root / video_id, np.concatenate([[ref_index], indices]), self.size, self.controls)
         rgb = _to_tensor(clip.rgb, 0.0, 255.0)
+        size = (rgb.shape[-1], rgb.shape[-2])
+        controls = {name: _to_tensor(codec.to_map(clip.maps[name][1:], size), -1.0, 1.0)
+                    for name, codec in self.controls.items()}  # fmt: skip
         return {
             "reference": rgb[0],
             "pixel_values": rgb[1:],
@@ -561,4 +715,5 @@ class ClipDataset:
             "frame_indices": torch.from_numpy(indices),
             "reference_index": ref_index,
             "video_id": video_id,
+            **({"controls": controls} if controls else {}),
         }

@@ -53,8 +53,9 @@ def test_convert_videos_to_a_valid_dataset(prepare, tmp_path):
         return np.broadcast_to(np.linspace(0.1, 1.0, h)[None, :, None], (f, h, w)).copy()
 
     out = tmp_path / "dataset"
-    normal = prepare.load_estimator("normal", "from-depth", prepare.parse_args(["convert", "v", "o"]))
-    done = prepare.convert(videos, out, prepare.pose_from_json, depth, normal, every=2)
+    options = prepare.parse_args(["convert", "v", "o"])
+    pose, normal = (prepare.load_estimator(name, spec, options) for name, spec in (("pose", "json"), ("normal", None)))
+    done = prepare.convert(videos, out, {"normal": normal, "depth": depth, "pose": pose}, every=2)  # normal after depth
     assert done == ["a", "b"]
     report = validate_dataset(out)
     assert report.ok, report.summary()

@@ -9,51 +9,31 @@ most ``--max_frames``), runs the three estimators and writes ``<dataset>/<video 
 layout of :mod:`dreamdance_core.dataset`. ``validate`` prints the report of broken items (each with its path) and
 exits with status 1 when anything is broken.
 
-Estimators are pluggable. Give a built-in name or ``package.module:function``; every estimator gets a
-:class:`VideoFrames` (``frames`` uint8 ``[F, H, W, 3]`` RGB, the source ``path``, the kept frame ``indices``, ``fps``):
-
-* pose: ``fn(video) -> POSE_KEYPOINT list`` of F frames in pixel coordinates (OpenPose COCO-18 body).
-  Built-in ``json``: read ``<video stem>.json`` next to the video (a POSE_KEYPOINT list or an OpenPose file / folder,
-  e.g. saved from comfyui_controlnet_aux's DWPose node over the whole video; one entry per source frame).
-* depth: ``fn(video) -> float [F, H, W]`` relative depth in [0, 1], 1 = nearest, 0 = background / farthest.
-  Built-in ``transformers:<model>``: a transformers ``depth-estimation`` model (Depth Anything, DPT, ...; a local
-  folder, or a hub id when you allow downloads); its relative inverse depth is normalised per frame.
-* normal: ``fn(video, depth) -> float [F, H, W, 3]`` unit camera-space normals (x right, y up, z to the camera),
-  zero on the background. Built-in ``from-depth``: normals of the depth map's surface (coarse: relative depth has
-  no metric scale; ``--normal_depth_scale`` sets the relief).
-
-No pose, depth or normal model ships inside a package index wheel with its weights, so nothing is downloaded here.
+``--modalities`` (default: pose depth normal) chooses the maps to estimate and store; the dataset layout always holds
+pose, depth and normal (Stage 1 trains on them), and any more registered modality (:mod:`dreamdance_core.modalities`)
+is stored by its codec next to them. Estimators are pluggable: give a built-in name or ``package.module:function``
+with ``--estimator <modality>=<spec>`` (or the older ``--pose_estimator``, ``--depth_estimator``,
+``--normal_estimator``); a modality with a default estimator needs none. Every estimator gets a
+:class:`~dreamdance_core.estimators.VideoFrames` (``frames`` uint8 ``[F, H, W, 3]`` RGB, the source ``path``, the kept
+frame ``indices``, ``fps``) and the values of the modalities it builds on; the built-ins and their signatures are
+documented in :mod:`dreamdance_core.estimators`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from dreamdance_core.dataset import DatasetError, validate_dataset, write_index, write_video
+from dreamdance_core.estimators import PrepareError, VideoFrames
+from dreamdance_core.modalities import DEFAULT_MODALITIES, Estimator, ModalityError, check_names, estimator, get
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-
-
-class PrepareError(ValueError):
-    """A video, estimator or option problem; the message names the file or option and the fix."""
-
-
-@dataclass(frozen=True)
-class VideoFrames:
-    """The kept frames of one video: ``frames`` uint8 ``[F, H, W, 3]`` RGB, their source ``indices``, ``fps``."""
-
-    path: Path
-    frames: np.ndarray
-    indices: np.ndarray
-    fps: float
 
 
 def read_video(path: Path, every: int = 1, max_frames: int | None = None) -> VideoFrames:
@@ -77,121 +57,55 @@ def read_video(path: Path, every: int = 1, max_frames: int | None = None) -> Vid
     return VideoFrames(path, np.ascontiguousarray(np.stack(frames)), np.asarray(indices), fps / every)
 
 
-# --- built-in estimators --------------------------------------------------------------------------------------------
-
-
-def pose_from_json(video: VideoFrames) -> list[dict]:
-    """Keypoints saved next to the video as ``<stem>.json`` (or a ``<stem>/`` folder of OpenPose files)."""
-    from dreamdance_core.pose import PoseError, load_pose_file, to_pose_keypoint
-
-    candidates = [video.path.with_suffix(".json"), video.path.with_suffix("")]
-    source = next((c for c in candidates if c.exists()), None)
-    if source is None:
-        raise PrepareError(
-            f"pose estimator 'json' found no {candidates[0].name} (or folder {candidates[1].name}/) next to "
-            f"{video.path}; save the video's keypoints there (POSE_KEYPOINT or OpenPose JSON, one entry per frame)"
-        )
-    height, width = video.frames.shape[1:3]
-    try:
-        sequence = load_pose_file(source, canvas=(width, height))
-    except PoseError as exc:
-        raise PrepareError(f"pose file {source}: {exc}") from None
-    if sequence.num_frames <= video.indices.max():
-        raise PrepareError(
-            f"pose file {source} has {sequence.num_frames} frames but the video needs frame {video.indices.max()}; "
-            "the keypoints must cover every source frame"
-        )
-    return to_pose_keypoint(sequence.frames(video.indices).rescaled((width, height)))
-
-
-def transformers_depth(model: str) -> Callable[[VideoFrames], np.ndarray]:
-    """A transformers depth-estimation model (relative inverse depth, larger = nearer), normalised per frame."""
-    from PIL import Image
-    from transformers import pipeline
-
-    estimator = pipeline("depth-estimation", model=model)
-
-    def estimate(video: VideoFrames) -> np.ndarray:
-        height, width = video.frames.shape[1:3]
-        out = []
-        for frame in video.frames:
-            predicted = estimator(Image.fromarray(frame))["predicted_depth"].squeeze().float().numpy()
-            near = cv2.resize(predicted, (width, height), interpolation=cv2.INTER_LINEAR)
-            span = max(float(near.max() - near.min()), 1e-6)
-            out.append((near - near.min()) / span)
-        return np.stack(out).astype(np.float32)
-
-    return estimate
-
-
-def normals_from_depth(scale: float) -> Callable[[VideoFrames, np.ndarray], np.ndarray]:
-    """Normals of the surface ``z = scale * depth`` (image rows point down, normal y points up)."""
-
-    def estimate(video: VideoFrames, depth: np.ndarray) -> np.ndarray:
-        normals = []
-        for unit in depth.astype(np.float32):
-            dz_dx = cv2.Sobel(unit, cv2.CV_32F, 1, 0, ksize=3) / 8.0 * scale
-            dz_drow = cv2.Sobel(unit, cv2.CV_32F, 0, 1, ksize=3) / 8.0 * scale
-            n = np.stack([-dz_dx, dz_drow, np.ones_like(unit)], axis=-1)
-            n /= np.linalg.norm(n, axis=-1, keepdims=True)
-            normals.append(np.where((unit > 0)[..., None], n, 0.0))
-        return np.stack(normals).astype(np.float32)
-
-    return estimate
-
-
-HOW_TO_PLUG = (
-    "pass a built-in ({builtins}) or 'package.module:function' (see the estimator signatures in "
-    "train/prepare_data.py's docstring)"
-)
-
-
 def load_estimator(kind: str, spec: str | None, options: argparse.Namespace) -> Callable:
-    """The estimator named by ``spec``: a built-in, ``transformers:<model>`` (depth) or ``module:function``."""
-    builtins = {
-        "pose": {"json": lambda: pose_from_json},
-        "depth": {},
-        "normal": {"from-depth": lambda: normals_from_depth(options.normal_depth_scale)},
-    }[kind]
-    names = ", ".join([*builtins, *(["transformers:<model>"] if kind == "depth" else [])])
-    if spec is None:
-        raise PrepareError(f"no {kind} estimator given: " + HOW_TO_PLUG.format(builtins=names))
-    if spec in builtins:
-        return builtins[spec]()
-    if kind == "depth" and spec.startswith("transformers:"):
-        return transformers_depth(spec.split(":", 1)[1])
-    module_name, _, function = spec.partition(":")
+    """The estimator of modality ``kind`` named by ``spec``: a built-in of the registry (``json``,
+    ``transformers:<model>``, ``from-depth``, ...) or ``module:function``; None: the modality's default."""
     try:
-        return getattr(importlib.import_module(module_name), function)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise PrepareError(f"{kind} estimator {spec!r} cannot be loaded ({exc}); " +
-                           HOW_TO_PLUG.format(builtins=names)) from None  # fmt: skip
+        return estimator(kind, spec, vars(options))
+    except ModalityError as exc:
+        raise PrepareError(str(exc)) from None
 
 
 # --- conversion -----------------------------------------------------------------------------------------------------
 
 
-def check_shape(kind: str, array: Any, shape: tuple[int, ...], path: Path) -> np.ndarray:
-    array = np.asarray(array, dtype=np.float32)
-    if array.shape != shape:
-        raise PrepareError(f"{kind} estimator returned shape {array.shape} for {path}, expected {shape}")
-    return array
+def estimation_order(modalities: Sequence[str]) -> list[str]:
+    """``modalities`` with every modality after the ones its estimator builds on (normals after depth)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for required in get(name).requires:
+            if required not in modalities:
+                raise PrepareError(f"the {name} estimator builds on {required}: add {required} to --modalities")
+            visit(required)
+        order.append(name)
+
+    for name in modalities:
+        visit(name)
+    return order
 
 
-def convert_video(path: Path, root: Path, pose, depth, normal, every: int, max_frames: int | None) -> str:
-    """Read, estimate and write one video; returns its id (the file stem)."""
+def convert_video(path: Path, root: Path, estimators: Mapping[str, Estimator], every: int,
+                  max_frames: int | None) -> str:  # fmt: skip
+    """Read, estimate (``estimators``: modality -> estimator) and write one video; returns its id (the file stem)."""
     video = read_video(path, every, max_frames)
-    num_frames, height, width = video.frames.shape[:3]
-    keypoints = pose(video)
-    if len(keypoints) != num_frames:
-        raise PrepareError(f"pose estimator returned {len(keypoints)} frames for {path}, which has {num_frames}")
-    unit_depth = np.clip(check_shape("depth", depth(video), (num_frames, height, width), path), 0.0, 1.0)
-    normals = check_shape("normal", normal(video, unit_depth), (num_frames, height, width, 3), path)
-    write_video(root, path.stem, video.frames, unit_depth, normals, keypoints, fps=video.fps, source=str(path))
+    values: dict[str, Any] = {}
+    for name in estimation_order(list(estimators)):
+        values[name] = estimators[name](video, *(values[r] for r in get(name).requires))
+    missing = [name for name in DEFAULT_MODALITIES if name not in values]
+    if missing:
+        raise PrepareError(f"the dataset layout always holds {list(DEFAULT_MODALITIES)} (Stage 1 trains on them); "
+                           f"give estimators for {missing}")  # fmt: skip
+    extra = [(get(name).codec, v) for name, v in values.items() if name not in DEFAULT_MODALITIES]
+    write_video(root, path.stem, video.frames, values["depth"], values["normal"], values["pose"], fps=video.fps,
+                source=str(path), extra_maps=extra)  # fmt: skip
     return path.stem
 
 
-def convert(videos: Path, root: Path, pose, depth, normal, every: int = 1, max_frames: int | None = None) -> list[str]:
+def convert(videos: Path, root: Path, estimators: Mapping[str, Estimator], every: int = 1,
+            max_frames: int | None = None) -> list[str]:  # fmt: skip
     """Convert every video of a folder; ``dataset.json`` lists those that converted (failures are reported)."""
     files = sorted(p for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not files:
@@ -199,7 +113,7 @@ def convert(videos: Path, root: Path, pose, depth, normal, every: int = 1, max_f
     done = []
     for path in files:
         try:
-            done.append(convert_video(path, root, pose, depth, normal, every, max_frames))
+            done.append(convert_video(path, root, estimators, every, max_frames))
             print(f"ok      {path}")
         except (PrepareError, DatasetError) as exc:
             print(f"FAILED  {path}: {exc}", file=sys.stderr)
@@ -217,9 +131,14 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
     make = commands.add_parser("convert", help="videos -> dataset layout")
     make.add_argument("videos", type=Path, help="folder of video files")
     make.add_argument("output", type=Path, help="dataset folder to write")
-    make.add_argument("--pose_estimator", help="'json' or module:function")
-    make.add_argument("--depth_estimator", help="'transformers:<model>' or module:function")
-    make.add_argument("--normal_estimator", help="'from-depth' or module:function")
+    make.add_argument("--modalities", nargs="+", default=list(DEFAULT_MODALITIES),
+                      help="control modalities to estimate and store (registered in dreamdance_core.modalities)")
+    make.add_argument("--estimator", action="append", default=[], metavar="MODALITY=SPEC",
+                      help="estimator of one modality: a built-in or module:function (repeat for each modality)")
+    make.add_argument("--pose_estimator", help="same as --estimator pose=SPEC: 'json' or module:function")
+    make.add_argument("--depth_estimator", help="same as --estimator depth=SPEC: 'transformers:<model>' or "
+                      "module:function")
+    make.add_argument("--normal_estimator", help="same as --estimator normal=SPEC: 'from-depth' or module:function")
     make.add_argument("--normal_depth_scale", type=float, default=20.0, help="relief of 'from-depth' normals")
     make.add_argument("--every", type=int, default=1, help="keep every n-th frame")
     make.add_argument("--max_frames", type=int, default=None, help="keep at most n frames per video")
@@ -230,6 +149,21 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(input_args)
 
 
+def estimator_specs(args: argparse.Namespace) -> dict[str, str | None]:
+    """Modality -> estimator spec from ``--modalities``, ``--estimator`` and the older per-modality flags."""
+    try:
+        modalities = check_names(args.modalities)
+    except ModalityError as exc:
+        raise PrepareError(f"--modalities: {exc}") from None
+    specs = {name: getattr(args, f"{name}_estimator", None) for name in modalities}
+    for item in args.estimator:
+        name, sep, spec = item.partition("=")
+        if not sep or name not in specs:
+            raise PrepareError(f"--estimator {item!r}: expected MODALITY=SPEC with MODALITY one of {list(specs)}")
+        specs[name] = spec
+    return specs
+
+
 def main(args: argparse.Namespace) -> int:
     if args.command == "validate":
         report = validate_dataset(args.dataset, decode=args.decode)
@@ -237,8 +171,8 @@ def main(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if args.every < 1:
         raise PrepareError(f"--every must be at least 1, got {args.every}")
-    estimators = [load_estimator(kind, getattr(args, f"{kind}_estimator"), args) for kind in ("pose", "depth", "normal")]
-    done = convert(args.videos, args.output, *estimators, every=args.every, max_frames=args.max_frames)
+    estimators = {name: load_estimator(name, spec, args) for name, spec in estimator_specs(args).items()}
+    done = convert(args.videos, args.output, estimators, every=args.every, max_frames=args.max_frames)
     print(f"{len(done)} video(s) written to {args.output}")
     return 0 if done else 1
 
