@@ -72,9 +72,10 @@ HEADER_FLAGS = {
         "stage2_demo_ema3_high_noise", "runs/svd_pretrained_ema3/weights", "stage2_demo_ema3"
     ),
 }
-for _n, _base, _control in [(2, "svd_pretrained_ema", "stage2_demo_ema"), (3, "svd_pretrained_ema2", "stage2_demo_ema2"),
-                            (4, "svd_pretrained_ema3", "stage2_demo_ema3_high_noise")] + [
-                            (n, f"svd_pretrained_ema{n - 1}", f"stage2_demo_ema{n - 1}") for n in range(5, 9)]:
+_LATER_ROUNDS = [(2, "svd_pretrained_ema", "stage2_demo_ema"), (3, "svd_pretrained_ema2", "stage2_demo_ema2"),
+                 (4, "svd_pretrained_ema3", "stage2_demo_ema3_high_noise")]
+_LATER_ROUNDS += [(n, f"svd_pretrained_ema{n - 1}", f"stage2_demo_ema{n - 1}") for n in range(5, 9)]
+for _n, _base, _control in _LATER_ROUNDS:  # round n: base from round n - 1's, control from the previous control round
     HEADER_FLAGS[f"stage2_demo_pretrain_ema{_n}"] = _s2(f"svd_pretrained_ema{_n}", f"runs/{_base}/weights")
     HEADER_FLAGS[f"stage2_demo_ema{_n}"] = _s2(f"stage2_demo_ema{_n}", f"runs/svd_pretrained_ema{_n}/weights", _control)
 
@@ -201,7 +202,9 @@ def write_recipe(tmp_path: Path, log: Path) -> Path:
             {"name": "d", "run": [f"echo d >> {log}"]},
         ],
     }, sort_keys=False))
-    (tmp_path / "echo_args.py").write_text(f"import sys\nopen({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
+    (tmp_path / "echo_args.py").write_text(
+        f"import sys\nopen({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+    )
     return path
 
 
@@ -222,6 +225,9 @@ def test_recipe_runs_steps_in_order_and_stops_at_a_failure(tmp_path):
         "# b", f"python {tmp_path / 'echo_args.py'} --width 64 --flag true --sizes 1 2 --lr 0.0001 --seed 7",
         f"echo b-after >> {log}",
     ]
+    result = subprocess.run([sys.executable, str(script), str(path), "--only", "b", "--launch", "accelerate launch",
+                             "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines()[1].startswith(f"accelerate launch {tmp_path / 'echo_args.py'} --width 64")
     result = subprocess.run([sys.executable, str(script), str(path), "--only", "x", "--only", "d"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and log.read_text().splitlines() == ["x", "d"]

@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", metavar="STEP", action="append", default=[],
                         help="run just this step (repeatable; experiments included)")
     parser.add_argument("--experiments", action="store_true", help="include the steps marked `experiment: true`")
-    parser.add_argument("--launch", help="replace the recipe's launcher, e.g. 'python' or 'accelerate launch'")
+    parser.add_argument("--launch", help="replace the recipe's launcher (not a step's own `launch`), e.g. 'python' "
+                        "or 'accelerate launch'")
     args = parser.parse_args(argv)
     try:
         steps = recipe_steps(load_recipe(args.recipe), args.launch)
