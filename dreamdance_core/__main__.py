@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .fit import DEFAULT_FIT, FIT_HELP, FIT_MODES
+from .sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS, STAGE2_DEFAULT, STAGE2_SCHEDULERS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     sampling.add_argument("--window", type=int, default=16, help="frames per window for long sequences")
     sampling.add_argument("--overlap", type=int, default=4, help="frames shared by neighbouring windows")
     sampling.add_argument("--weighting", choices=["flat", "pyramid"], default="flat")
+    sampling.add_argument("--scheduler", choices=list(STAGE1_SCHEDULERS), default=STAGE1_DEFAULT,
+                          help=f"Stage-1 sampler (default {STAGE1_DEFAULT})")
     video = parser.add_argument_group("video (Stage 2)")
     video.add_argument("--video-width", type=int, help="default: 2x the Stage-1 width (the demo/tiny model: the same)")
     video.add_argument("--video-height", type=int, help="default: 2x the Stage-1 height (the demo/tiny model: the same)")
@@ -56,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     video.add_argument("--min-cfg", type=float, help="guidance of the first frame (default 1; the demo: its demo.json)")
     video.add_argument("--max-cfg", type=float, help="guidance of the last frame (default 3; the demo: its demo.json)")
     video.add_argument("--fps", type=int, default=7)
+    video.add_argument("--video-scheduler", choices=list(STAGE2_SCHEDULERS), default=STAGE2_DEFAULT,
+                       help=f"Stage-2 sampler (default {STAGE2_DEFAULT}, SVD's own)")
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--device", default="cuda" if _cuda() else "cpu")
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"), help="output folder")
@@ -112,13 +117,11 @@ def _progress(description: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from .demo import stage1_demo, stage2_demo
     from .loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
     from .media import colorize_depth, contact_sheet, fit_images, from_uint8, save_frames, save_image, save_video, to_uint8
     from .pose import render_poses
-    from .sampling.stage1 import sample_geometry
+    from .sampling.stage1 import Stage1Options, sample_geometry
     from .sampling.windows import WindowOptions
 
     # each stage from: the weights given, else the shipped demo checkpoint, else a tiny random model
@@ -164,12 +167,10 @@ def run(args: argparse.Namespace) -> int:
     # Stage 1: pose -> depth, normal (and low-res RGB)
     started = time.perf_counter()
     with _progress("Stage 1 (geometry)") as callback:
-        result = sample_geometry(
-            geometry.model, geometry.vae, geometry.image_encoder,
-            reference.to(args.device), from_uint8(pose_frames).to(args.device),
-            steps=args.steps, guidance=tuple(args.cfg), windows=windows, callback=callback,
-            generator=torch.Generator().manual_seed(args.seed),
-        )  # fmt: skip
+        options = Stage1Options(steps=args.steps, guidance=tuple(args.cfg), windows=windows, seed=args.seed,
+                                scheduler=args.scheduler)  # fmt: skip
+        result = sample_geometry(geometry, reference.to(args.device), from_uint8(pose_frames).to(args.device), options,
+                                 callback)  # fmt: skip
     print(f"Stage 1: {len(pose_frames)} frames at {width}x{height}, {args.steps} steps in "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip
 
@@ -205,7 +206,7 @@ def _animate(args, source: str, poses, geometry, windows):
     from .fit import PAD_VALUES
     from .media import fit_images, from_uint8, to_uint8
     from .pose import render_poses
-    from .sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+    from .sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
 
     if source == "random":
         video = tiny_video_pipeline(args.seed)
@@ -224,11 +225,12 @@ def _animate(args, source: str, poses, geometry, windows):
         maps[name] = fit_images(getattr(geometry, name).float().cpu(), width, height, args.fit, PAD_VALUES[name])
     maps = {name: maps[name].to(args.device) for name in video.controller.modalities}
     options = Stage2Options(width=width, height=height, num_frames=poses.num_frames, steps=args.video_steps,
-                            min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows)
+                            min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows,
+                            scheduler=args.video_scheduler)  # fmt: skip
     started = time.perf_counter()
     with _progress("Stage 2 (video)") as callback:
-        frames = sample_stage2(video.components, _reference(args, width, height).to(args.device), options,
-                               Stage2Control(video.controller, video.controlnet, maps), callback)  # fmt: skip
+        frames = sample_stage2(video, _reference(args, width, height).to(args.device), Stage2Inputs(maps), options,
+                               callback)  # fmt: skip
     print(f"Stage 2: {poses.num_frames} frames at {width}x{height}, {args.video_steps} steps in "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     return to_uint8(frames)

@@ -6,6 +6,7 @@ Each node reads its inputs, converts them (``_common``), calls one core function
 from __future__ import annotations
 
 from ..dreamdance_core.fit import DEFAULT_FIT
+from ..dreamdance_core.sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS
 from ._common import (
     DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
 )  # fmt: skip
@@ -145,7 +146,7 @@ class DreamDancePoseToGeometry:
                           "(multiple of 8; the paper trains Stage 1 at 256x384)."}),
                 "height": ("INT", {"default": 384, "min": 64, "max": 2048, "step": 8, "tooltip": "Sampling height "
                            "(multiple of 8)."}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Denoising steps (DDIM, trailing "
+                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Denoising steps (trailing "
                           "spacing). The demo checkpoint: 1 (its clean estimate from pure noise scores best)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
                 "cfg_rgb": ("FLOAT", {"default": 3.5, **scale, "tooltip": "Guidance for the RGB domain (ordinary "
@@ -161,15 +162,16 @@ class DreamDancePoseToGeometry:
                                 "this or pose_keypoint."}),
                 "windows": (WINDOWS, {"tooltip": "Window options for long sequences (default: all frames at once)."}),
                 "fit": fit_input(),
+                "scheduler": (list(STAGE1_SCHEDULERS), {"default": STAGE1_DEFAULT, "tooltip": "Sampler: ddim (the "
+                              "default; the AnimateAnyone family's), euler, euler ancestral (fresh noise every step, "
+                              "from the seed) or dpm++ 2m; all over the model's own noise schedule."}),
             },
         }
 
     def generate(self, geometry_model, reference, width, height, steps, seed, cfg_rgb, cfg_normal, cfg_depth,
-                 pose_keypoint=None, pose_images=None, windows=None, fit=DEFAULT_FIT):
-        import torch
-
+                 pose_keypoint=None, pose_images=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE1_DEFAULT):
         from ..dreamdance_core.media import fit_images
-        from ..dreamdance_core.sampling.stage1 import sample_geometry
+        from ..dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
         from ..dreamdance_core.sampling.windows import window_indices
 
         poses = _pose_maps(pose_keypoint, pose_images, width, height, fit)
@@ -178,12 +180,9 @@ class DreamDancePoseToGeometry:
         pipeline = geometry_model
         with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
             dtype = pipeline.model.denoising_unet.dtype
-            result = sample_geometry(
-                pipeline.model, pipeline.vae, pipeline.image_encoder,
-                reference.to(device, dtype), poses.to(device, dtype),
-                steps=steps, guidance=(cfg_rgb, cfg_normal, cfg_depth), windows=windows, callback=callback,
-                generator=torch.Generator().manual_seed(seed),
-            )  # fmt: skip
+            options = Stage1Options(steps=steps, guidance=(cfg_rgb, cfg_normal, cfg_depth), windows=windows, seed=seed,
+                                    scheduler=scheduler)  # fmt: skip
+            result = sample_geometry(pipeline, reference.to(device, dtype), poses.to(device, dtype), options, callback)
         return tuple(core_to_comfy(x) for x in (result.depth, result.normal, result.rgb, poses))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..dreamdance_core.fit import DEFAULT_FIT
+from ..dreamdance_core.sampling.schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS
 from ._common import (
     DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
 )  # fmt: skip
@@ -121,7 +122,8 @@ class DreamDanceAnimate:
                           "(multiple of 8; the paper trains Stage 2 at 512x768)."}),
                 "height": ("INT", {"default": 768, "min": 64, "max": 2048, "step": 8, "tooltip": "Video height "
                            "(multiple of 8)."}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Denoising steps (Euler, EDM)."}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Denoising steps (EDM, Karras "
+                          "sigmas)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
                 "min_cfg": ("FLOAT", {"default": 1.0, "min": 1.0, "max": 20.0, "step": 0.1, "tooltip": "Guidance "
                             "of the first frame; it rises linearly to max_cfg at the last frame (SVD's linear CFG)."}),
@@ -146,14 +148,17 @@ class DreamDanceAnimate:
                 "normal": ("IMAGE", {"tooltip": "Normal maps, one per frame (from Pose to Geometry or any estimator)."}),
                 "windows": (WINDOWS, {"tooltip": "Window options for long videos (default: all frames at once)."}),
                 "fit": fit_input(),
+                "scheduler": (list(STAGE2_SCHEDULERS), {"default": STAGE2_DEFAULT, "tooltip": "Sampler: euler (the "
+                              "default; SVD's own), dpm++ 2m karras or dpm++ 2m sde karras (fresh noise every step, "
+                              "from the seed); all on SVD's Karras sigmas and v-prediction."}),
             },
         }
 
     def animate(self, video_model, reference, width, height, steps, seed, min_cfg, max_cfg, fps, motion_bucket_id,
                 noise_aug_strength, strength, pose_strength, depth_strength, normal_strength, decode_chunk_size,
-                pose_images=None, depth=None, normal=None, windows=None, fit=DEFAULT_FIT):
+                pose_images=None, depth=None, normal=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE2_DEFAULT):
         from ..dreamdance_core.media import fit_images
-        from ..dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+        from ..dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
         from ..dreamdance_core.sampling.windows import window_indices
 
         pipeline = video_model
@@ -163,19 +168,16 @@ class DreamDanceAnimate:
         options = Stage2Options(
             width=width, height=height, num_frames=frames, steps=steps, min_cfg=min_cfg, max_cfg=max_cfg, fps=fps,
             motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength, seed=seed,
-            decode_chunk_size=decode_chunk_size, windows=windows,
+            decode_chunk_size=decode_chunk_size, windows=windows, scheduler=scheduler,
         )  # fmt: skip
         strengths = {"pose": pose_strength, "depth": depth_strength, "normal": normal_strength}
         strengths = {name: value for name, value in strengths.items() if name in maps}
         callback = progress_callback(steps * len(window_indices(frames, windows)))
         with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
             dtype = pipeline.components.unet.dtype
-            control = Stage2Control(
-                pipeline.controller, pipeline.controlnet, {k: v.to(device, dtype) for k, v in maps.items()},
-                strength=strength, modality_strengths=strengths,
-            )  # fmt: skip
+            inputs = Stage2Inputs({k: v.to(device, dtype) for k, v in maps.items()}, strength, strengths)
             reference = fit_images(comfy_to_core(reference)[:1], width, height, fit).to(device)  # at the video size
-            video = sample_stage2(pipeline.components, reference, options, control, callback)
+            video = sample_stage2(pipeline, reference, inputs, options, callback)
         return (core_to_comfy(video),)
 
 

@@ -92,8 +92,8 @@ def _capture_stage2(monkeypatch) -> dict:
 
     seen = {}
 
-    def sample_stage2(components, reference, options, control, callback=None):
-        seen.update(reference=reference.cpu(), maps={k: v.cpu() for k, v in control.maps.items()}, options=options)
+    def sample_stage2(pipeline, reference, inputs, options, callback=None):
+        seen.update(reference=reference.cpu(), maps={k: v.cpu() for k, v in inputs.maps.items()}, options=options)
         return torch.zeros(options.num_frames, 3, options.height, options.width)
 
     monkeypatch.setattr(stage2, "sample_stage2", sample_stage2)

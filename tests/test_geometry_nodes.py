@@ -119,7 +119,7 @@ def test_reference_and_keypoints_are_fitted_alike(nodes, monkeypatch, canvas, mo
     node's ``fit`` so that each keypoint stays on its body pixel (tests/fit_cases.py)."""
     seen = {}
 
-    def sample_geometry(model, vae, image_encoder, reference, poses, **kwargs):  # records Stage 1's inputs
+    def sample_geometry(pipeline, reference, poses, options, callback=None):  # records Stage 1's inputs
         seen.update(reference=reference, poses=poses)
         return SimpleNamespace(depth=poses, normal=poses, rgb=poses)
 
@@ -135,8 +135,10 @@ def test_reference_and_keypoints_are_fitted_alike(nodes, monkeypatch, canvas, mo
                           expect_edge_joint=mode == "pad" or canvas == "equal")  # fmt: skip
 
 
-def test_fit_is_the_last_input_with_the_shared_default(nodes):
-    """Appended last (saved workflows keep their widget order), optional, crop by default."""
+def test_fit_then_scheduler_are_the_last_inputs_with_their_defaults(nodes):
+    """Appended last in this order (saved workflows keep their widget order), optional, crop / the stage's default
+    scheduler by default."""
     optional = nodes.DreamDancePoseToGeometry.INPUT_TYPES()["optional"]
-    assert list(optional)[-1] == "fit" and optional["fit"][0] == ("crop", "pad")
+    assert list(optional)[-2:] == ["fit", "scheduler"] and optional["fit"][0] == ("crop", "pad")
+    assert optional["scheduler"][1]["default"] == optional["scheduler"][0][0] == "ddim"
     assert optional["fit"][1]["default"] == DEFAULT_FIT == "crop"

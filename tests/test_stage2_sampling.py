@@ -5,15 +5,9 @@ import torch
 from torch import nn
 
 from dreamdance_core.models.controller import ControlMapError
-from dreamdance_core.sampling.stage2 import (
-    SVDComponents,
-    Stage2Control,
-    Stage2InputError,
-    Stage2Options,
-    decode_latents,
-    sample_stage2,
-)
+from dreamdance_core.sampling.stage2 import SVDComponents, Stage2InputError, Stage2Options, decode_latents
 from dreamdance_core.sampling.windows import WindowOptions
+from tests.stage2_helpers import Control, sample
 from tests.tiny_svd import (
     control_maps,
     randomize_,
@@ -39,37 +33,37 @@ def options(**overrides) -> Stage2Options:
     return Stage2Options(**values)
 
 
-def control(parts, frames=3, controlnet=None, **kw) -> Stage2Control:
+def control(parts, frames=3, controlnet=None, **kw) -> Control:
     components, controller = parts
     controlnet = controlnet if controlnet is not None else tiny_controlnet(components.unet)
-    return Stage2Control(controller, controlnet, control_maps(frames, width=W, height=H), **kw)
+    return Control(controller, controlnet, control_maps(frames, width=W, height=H), **kw)
 
 
 def test_fresh_control_and_strength_zero_equal_plain_svd_and_trained_weights_change_it(parts):
     components, _ = parts
-    plain = sample_stage2(components, reference_image(W, H), options())
+    plain = sample(components, reference_image(W, H), options())
     assert plain.shape == (3, 3, H, W) and plain.abs().max() <= 1.0
-    fresh = sample_stage2(components, reference_image(W, H), options(), control(parts))
+    fresh = sample(components, reference_image(W, H), options(), control(parts))
     assert torch.equal(plain, fresh)
     trained = randomize_(tiny_controlnet(components.unet), scale=0.1)
-    off = sample_stage2(components, reference_image(W, H), options(), control(parts, controlnet=trained, strength=0.0))
+    off = sample(components, reference_image(W, H), options(), control(parts, controlnet=trained, strength=0.0))
     assert torch.equal(plain, off)
-    on = sample_stage2(components, reference_image(W, H), options(), control(parts, controlnet=trained))
+    on = sample(components, reference_image(W, H), options(), control(parts, controlnet=trained))
     assert (on - plain).abs().max() > 1e-3
 
 
-def trained_control(parts, **kw) -> Stage2Control:
+def trained_control(parts, **kw) -> Control:
     """Controller and ControlNet with random ("trained") weights, so the control path changes the video."""
     components, _ = parts
     controller = randomize_(tiny_controller(), seed=21, scale=0.1)
     controlnet = randomize_(tiny_controlnet(components.unet), seed=22, scale=0.1)
-    return Stage2Control(controller, controlnet, control_maps(3, width=W, height=H), **kw)
+    return Control(controller, controlnet, control_maps(3, width=W, height=H), **kw)
 
 
 def test_modality_strength_zero_is_feeding_that_modalitys_black_map(parts):
     """Strength 0 = the absent map robust conditioning trains on (-1 everywhere), not a zeroed feature."""
     components, _ = parts
-    run = lambda control: sample_stage2(components, reference_image(W, H), options(), control)  # noqa: E731
+    run = lambda control: sample(components, reference_image(W, H), options(), control)  # noqa: E731
     zero = run(trained_control(parts, modality_strengths={"depth": 0.0}))
     black = trained_control(parts)
     black.maps = dict(black.maps, depth=torch.full_like(black.maps["depth"], -1.0))
@@ -84,22 +78,22 @@ def test_overall_strength_zero_runs_no_control_path_and_is_plain_svd(parts):
     hooks = [m.register_forward_hook(lambda *a, name=n: calls.append(name))
              for n, m in (("controlnet", control.controlnet), ("controller", control.controller))]
     try:
-        off = sample_stage2(components, reference_image(W, H), options(), control)
+        off = sample(components, reference_image(W, H), options(), control)
         assert calls == []
         control.strength = 0.5
-        sample_stage2(components, reference_image(W, H), options(steps=1), control)
+        sample(components, reference_image(W, H), options(steps=1), control)
         assert calls.count("controller") == 1 and calls.count("controlnet") == 1  # one step, one window
     finally:
         for hook in hooks:
             hook.remove()
-    assert torch.equal(off, sample_stage2(components, reference_image(W, H), options()))
+    assert torch.equal(off, sample(components, reference_image(W, H), options()))
 
 
 def test_same_seed_same_video_other_seed_other_video(parts):
     components, _ = parts
-    a = sample_stage2(components, reference_image(W, H), options(steps=1))
-    b = sample_stage2(components, reference_image(W, H), options(steps=1))
-    c = sample_stage2(components, reference_image(W, H), options(steps=1, seed=8))
+    a = sample(components, reference_image(W, H), options(steps=1))
+    b = sample(components, reference_image(W, H), options(steps=1))
+    c = sample(components, reference_image(W, H), options(steps=1, seed=8))
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
 
@@ -126,9 +120,9 @@ class FrameByFrameUNet(nn.Module):
 
 def test_one_window_equals_no_windowing(parts):
     components, _ = parts
-    plain = sample_stage2(components, reference_image(W, H), options(steps=1))
-    long_window = sample_stage2(components, reference_image(W, H), options(steps=1, windows=WindowOptions(length=3, overlap=1)))
-    shorter = sample_stage2(components, reference_image(W, H), options(steps=1, windows=WindowOptions(length=8, overlap=2)))
+    plain = sample(components, reference_image(W, H), options(steps=1))
+    long_window = sample(components, reference_image(W, H), options(steps=1, windows=WindowOptions(length=3, overlap=1)))
+    shorter = sample(components, reference_image(W, H), options(steps=1, windows=WindowOptions(length=8, overlap=2)))
     assert torch.equal(plain, long_window) and torch.equal(plain, shorter)
 
 
@@ -140,19 +134,19 @@ def test_overlapping_windows_average_per_frame_predictions(parts, windows):
     per_frame = SVDComponents(FrameByFrameUNet(components.unet), components.vae, components.image_encoder,
                               components.scheduler_config)
     opts = dict(steps=1, num_frames=5, decode_chunk_size=5)
-    plain = sample_stage2(per_frame, reference_image(W, H), options(**opts))
-    windowed = sample_stage2(per_frame, reference_image(W, H), options(**opts, windows=windows))
+    plain = sample(per_frame, reference_image(W, H), options(**opts))
+    windowed = sample(per_frame, reference_image(W, H), options(**opts, windows=windows))
     torch.testing.assert_close(windowed, plain, atol=1e-5, rtol=1e-5)
     # the real (temporal) UNet sees different neighbours in each window: windows are really used
-    temporal = sample_stage2(components, reference_image(W, H), options(**opts, windows=windows))
-    assert not torch.allclose(temporal, sample_stage2(components, reference_image(W, H), options(**opts)))
+    temporal = sample(components, reference_image(W, H), options(**opts, windows=windows))
+    assert not torch.allclose(temporal, sample(components, reference_image(W, H), options(**opts)))
 
 
 def test_controlled_windowed_sampling_runs_and_reports_progress(parts):
     components, _ = parts
     calls = []
     trained = randomize_(tiny_controlnet(components.unet), scale=0.1)
-    out = sample_stage2(
+    out = sample(
         components, reference_image(W, H), options(num_frames=5, windows=WindowOptions(length=3, overlap=1)),
         control(parts, frames=5, controlnet=trained), callback=lambda step, total, preview: calls.append((step, total, preview)),
     )
@@ -160,28 +154,6 @@ def test_controlled_windowed_sampling_runs_and_reports_progress(parts):
     assert [(step, total) for step, total, _ in calls] == [(i, 4) for i in range(1, 5)]  # 2 steps x 2 windows
     previews = [preview for *_, preview in calls]
     assert all(p.shape == (3, H // 2, W // 2) and p.abs().max() <= 1 for p in previews)  # latent-sized RGB guess
-
-
-@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
-def test_preview_is_the_schedulers_own_clean_prediction(parts, prediction_type):
-    from diffusers import EulerDiscreteScheduler
-
-    from dreamdance_core.geometry import latent_preview
-    from dreamdance_core.sampling.stage2 import _preview
-
-    components, _ = parts
-    config = {**components.scheduler_config, "prediction_type": prediction_type}
-    scheduler = EulerDiscreteScheduler.from_config(config)
-    scheduler.set_timesteps(4)
-    generator = torch.Generator().manual_seed(0)
-    sample = torch.randn(4, 6, 8, generator=generator) * scheduler.init_noise_sigma
-    for t in scheduler.timesteps[:2]:
-        scheduler.scale_model_input(sample, t)  # sets the step index, as in the sampler
-        output = torch.randn(sample.shape, generator=generator)
-        preview = _preview(scheduler, sample, output)
-        step = scheduler.step(output, t, sample)
-        torch.testing.assert_close(preview, latent_preview(step.pred_original_sample), atol=1e-5, rtol=1e-5)
-        sample = step.prev_sample
 
 
 def test_callback_exception_cancels(parts):
@@ -194,7 +166,7 @@ def test_callback_exception_cancels(parts):
         raise Cancelled
 
     with pytest.raises(Cancelled):
-        sample_stage2(components, reference_image(W, H), options(), callback=cancel)
+        sample(components, reference_image(W, H), options(), callback=cancel)
 
 
 def test_bad_inputs_give_clear_errors(parts):
@@ -205,19 +177,19 @@ def test_bad_inputs_give_clear_errors(parts):
     with pytest.raises(Stage2InputError, match="multiples of 8"):
         options(width=20)
     with pytest.raises(ControlMapError, match="hold 3 frames but num_frames is 4"):
-        sample_stage2(components, reference, options(num_frames=4), control(parts))
+        sample(components, reference, options(num_frames=4), control(parts))
     bad = control(parts)
     bad.maps = dict(bad.maps, depth=bad.maps["depth"][:2])
     with pytest.raises(ControlMapError, match="different frame counts"):
-        sample_stage2(components, reference, options(), bad)
+        sample(components, reference, options(), bad)
     with pytest.raises(ControlMapError, match="requested"):
-        sample_stage2(components, reference, options(width=24), control(parts))
+        sample(components, reference, options(width=24), control(parts))
     with pytest.raises(Stage2InputError, match="reference image"):
-        sample_stage2(components, torch.zeros(2, 3, H, W), options())
+        sample(components, torch.zeros(2, 3, H, W), options())
     wrong_scale = control(parts)
     wrong_scale.controller = tiny_controller(block_channels=(8, 8, 16))
     with pytest.raises(Stage2InputError, match="downscales by 4"):
-        sample_stage2(components, reference, options(), wrong_scale)
+        sample(components, reference, options(), wrong_scale)
 
 
 def test_chunked_decoding_covers_every_frame(parts):

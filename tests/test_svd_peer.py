@@ -19,7 +19,8 @@ import torch
 from diffusers import EulerDiscreteScheduler, StableVideoDiffusionPipeline
 
 from dreamdance_core.models.clip_image import encode_clip_image, reference_tensor
-from dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+from dreamdance_core.sampling.stage2 import Stage2Options
+from tests.stage2_helpers import Control, sample
 from tests.tiny_svd import control_maps, randomize_, tiny_components, tiny_controller, tiny_controlnet
 
 W, H = 32, 16  # the video (landscape)
@@ -75,13 +76,13 @@ def pipeline_frames(pipeline, image: PIL.Image.Image, opts: Stage2Options, vae_s
     return frames * 2.0 - 1.0  # the pipeline's 0..1 (denormalised and clamped) -> ours
 
 
-def fresh_and_off_controls(parts) -> list[Stage2Control | None]:
+def fresh_and_off_controls(parts) -> list[Control | None]:
     maps = control_maps(FRAMES, width=W, height=H)
     trained = randomize_(tiny_controlnet(parts.unet), scale=0.1)
     return [
         None,
-        Stage2Control(tiny_controller(), tiny_controlnet(parts.unet), maps),  # fresh: zero links
-        Stage2Control(randomize_(tiny_controller(), seed=8), trained, maps, strength=0.0),  # trained, switched off
+        Control(tiny_controller(), tiny_controlnet(parts.unet), maps),  # fresh: zero links
+        Control(randomize_(tiny_controller(), seed=8), trained, maps, strength=0.0),  # trained, switched off
     ]
 
 
@@ -92,7 +93,7 @@ def test_a_pil_reference_of_another_size_and_shape_gives_the_pipelines_video(par
     expected = pipeline_frames(pipeline, image, opts, (1, 3, H, W))
     assert expected.shape == (FRAMES, 3, H, W)
     for control in fresh_and_off_controls(parts):
-        frames = sample_stage2(parts, image, opts, control)
+        frames = sample(parts, image, opts, control)
         torch.testing.assert_close(frames, expected, rtol=0, atol=1e-5)
 
 
@@ -100,7 +101,7 @@ def test_a_tensor_reference_at_the_video_size_gives_the_pipelines_video(parts, p
     """A core tensor (what the nodes pass): CLIP sees it as given, no resize for the VAE; without CFG this time."""
     image, opts = pil_reference((W, H), seed=12), options(min_cfg=1.0, max_cfg=1.0, seed=14, decode_chunk_size=3)
     expected = pipeline_frames(pipeline, image, opts, (1, 3, H, W))
-    frames = sample_stage2(parts, reference_tensor(image), opts)
+    frames = sample(parts, reference_tensor(image), opts)
     torch.testing.assert_close(frames, expected, rtol=0, atol=1e-5)
 
 
@@ -127,9 +128,9 @@ def test_a_tensor_reference_of_another_size_is_embedded_as_given_and_resized_for
     original = reference_tensor(pil_reference())
     resized = VaeImageProcessor().resize(original, H, W)
     opts = options(steps=2)
-    frames = sample_stage2(parts, original, opts)
+    frames = sample(parts, original, opts)
     # the same run from the resized reference, with an encoder that returns the original's embedding
     embeds = encode_clip_image(parts.image_encoder, original)
     assert not torch.allclose(embeds, encode_clip_image(parts.image_encoder, resized), atol=1e-4)
     fixed = dataclasses.replace(parts, image_encoder=FixedEmbedding(parts.image_encoder, embeds))
-    torch.testing.assert_close(frames, sample_stage2(fixed, resized, opts), rtol=0, atol=1e-6)
+    torch.testing.assert_close(frames, sample(fixed, resized, opts), rtol=0, atol=1e-6)

@@ -139,8 +139,8 @@ def _capture_stage2(monkeypatch) -> dict:
     """Replace the Stage-2 sampler the node calls by one that records its reference and control maps."""
     seen = {}
 
-    def sample_stage2(components, reference, options, control, callback=None):
-        seen.update(reference=reference, maps=dict(control.maps), options=options)
+    def sample_stage2(pipeline, reference, inputs, options, callback=None):
+        seen.update(reference=reference, maps=dict(inputs.maps), options=options)
         return torch.zeros(options.num_frames, 3, options.height, options.width)
 
     monkeypatch.setattr(import_pack_module("dreamdance_core.sampling.stage2"), "sample_stage2", sample_stage2)
@@ -172,9 +172,10 @@ def test_reference_and_maps_are_fitted_alike(nodes, monkeypatch, canvas, mode):
                           expect_edge_joint=mode == "pad")  # fmt: skip
 
 
-def test_fit_is_the_last_input_with_the_shared_default(nodes):
+def test_fit_then_scheduler_are_the_last_inputs_with_their_defaults(nodes):
     optional = nodes.DreamDanceAnimate.INPUT_TYPES()["optional"]
-    assert list(optional)[-1] == "fit" and optional["fit"][0] == ("crop", "pad")
+    assert list(optional)[-2:] == ["fit", "scheduler"] and optional["fit"][0] == ("crop", "pad")
+    assert optional["scheduler"][1]["default"] == optional["scheduler"][0][0] == "euler"
     assert optional["fit"][1]["default"] == DEFAULT_FIT
 
 

@@ -1,7 +1,7 @@
 """Stage-1 sampler: reference image + rendered poses -> per-frame RGB, normal and depth (paper section 4.1).
 
-Algorithm: DDIM (any diffusers scheduler with ``set_timesteps``/``step`` works) over joint RGB/normal/depth latents
-laid out as ``[domains, frames, 4, h, w]``; at every step the frames are denoised in overlapping windows
+Algorithm: DDIM by default (or another scheduler of :mod:`.schedulers`: Euler, Euler ancestral, DPM++ 2M) over
+joint RGB/normal/depth latents laid out as ``[domains, frames, 4, h, w]``; at every step the frames are denoised in overlapping windows
 (:mod:`.windows`) and each domain gets its own guidance scale (multi-domain CFG, :mod:`.guidance`). The reference
 UNet runs once per call; the pose guider once per call; conditional and unconditional branches share one forward
 (``cfg_batch=True``) unless memory asks otherwise.
@@ -10,15 +10,17 @@ UNet runs once per call; the pose guider once per call; conditional and uncondit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import PIL.Image
 import torch
 
 from ..geometry import decode_latents, encode_latents, latent_preview
 from ..models.clip_image import ReferenceImage, encode_reference_image, vae_reference_pixels
-from ..models.stage1 import NUM_DOMAINS, SD15_NOISE_SCHEDULE, GeometryDiffusionModel
+from ..models.stage1 import NUM_DOMAINS, SD15_NOISE_SCHEDULE
+from ..pipelines import GeometryPipeline
 from .guidance import multi_domain_cfg
+from .schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS, check_scheduler_name, stage1_scheduler
 from .windows import WindowOptions, blend_windows, window_indices
 
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
@@ -27,10 +29,38 @@ SD15_DDIM_CONFIG = SD15_NOISE_SCHEDULE  # SD1.5's training noise schedule, "trai
 
 
 def default_scheduler(noise_schedule: dict | None = None):
-    """The DDIM scheduler Stage 1 samples with: over the model's training noise schedule (default SD1.5's)."""
-    from diffusers import DDIMScheduler
+    """Stage 1's default scheduler (DDIM) over the model's training noise schedule (default SD1.5's)."""
+    return stage1_scheduler(STAGE1_DEFAULT, noise_schedule)
 
-    return DDIMScheduler(**{**SD15_NOISE_SCHEDULE, **(noise_schedule or {})})
+
+@dataclass(frozen=True)
+class Stage1Options:
+    """Stage-1 sampling options (the size is the pose maps' size).
+
+    ``guidance``: ordinary CFG scale per domain (RGB, normal, depth); the paper's eq. 6 scale ``s`` is ``w - 1``.
+    ``seed``: noise is drawn on the CPU from a generator seeded with it (initial latents, then any noise a stochastic
+    scheduler draws), so results do not depend on the device. ``scheduler``: a name of
+    :data:`~dreamdance_core.sampling.schedulers.STAGE1_SCHEDULERS` (default DDIM). ``cfg_batch``: conditional and
+    unconditional branches in one forward (faster, more memory). ``decode_chunk_size``: frames per VAE decode.
+    """
+
+    steps: int = 25
+    guidance: tuple[float, float, float] = (3.5, 2.5, 3.5)
+    windows: WindowOptions | None = None
+    seed: int = 0
+    scheduler: str = STAGE1_DEFAULT
+    cfg_batch: bool = True
+    decode_chunk_size: int = 8
+
+    def __post_init__(self):
+        object.__setattr__(self, "guidance", tuple(float(w) for w in self.guidance))
+        if len(self.guidance) != NUM_DOMAINS:
+            raise ValueError(f"guidance needs {NUM_DOMAINS} scales (rgb, normal, depth), got {len(self.guidance)}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.decode_chunk_size < 1:
+            raise ValueError(f"decode_chunk_size must be at least 1, got {self.decode_chunk_size}")
+        check_scheduler_name(self.scheduler, STAGE1_SCHEDULERS, "Stage-1")
 
 
 @dataclass
@@ -72,71 +102,71 @@ def _check_reference(reference: ReferenceImage) -> ReferenceImage:
     return reference
 
 
-def _check_inputs(reference: ReferenceImage, poses: torch.Tensor, guidance: Sequence[float], steps: int):
+def _check_inputs(reference: ReferenceImage, poses: torch.Tensor) -> ReferenceImage:
     reference = _check_reference(reference)
     _check_images("pose maps", poses)
-    if len(guidance) != NUM_DOMAINS:
-        raise ValueError(f"guidance needs {NUM_DOMAINS} scales (rgb, normal, depth), got {len(guidance)}")
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
     return reference
 
 
-def _preview(scheduler, sample: torch.Tensor, output: torch.Tensor, t) -> torch.Tensor | None:
-    """Cheap preview of the predicted clean latent (SD latents only; None otherwise) from the model output."""
-    alpha = scheduler.alphas_cumprod[int(t)].to(sample.device, torch.float32)
-    if scheduler.config.prediction_type == "v_prediction":
-        x0 = alpha.sqrt() * sample.float() - (1 - alpha).sqrt() * output.float()
-    else:
-        x0 = (sample.float() - (1 - alpha).sqrt() * output.float()) / alpha.sqrt()
-    return latent_preview(x0)
+def training_sigmas(noise_schedule: dict) -> torch.Tensor:
+    """``sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)`` of the model's training schedule for ``t = 0 .. T-1``
+    (float64; a zero terminal alpha_bar is held at 2**-24, as diffusers' Euler and DPM-Solver do)."""
+    alphas = stage1_scheduler(STAGE1_DEFAULT, noise_schedule).alphas_cumprod.double().clamp(min=2.0**-24)
+    return ((1 - alphas) / alphas).sqrt()
+
+
+def clean_estimate(model_input: torch.Tensor, output: torch.Tensor, t, sigmas: torch.Tensor, prediction_type: str):
+    """The clean latent the model predicts, from what the sampler gave it: ``model_input`` (the noisy latent at
+    training timestep ``t``, ``sqrt(a) x0 + sqrt(1 - a) noise``, i.e. after ``scale_model_input``), ``t`` and the
+    model ``output`` (epsilon or v). ``t`` between two training timesteps interpolates sigma linearly, as diffusers'
+    discrete schedulers do. Needs no scheduler internals, so it holds for every scheduler."""
+    t = float(t)
+    low = min(int(t), len(sigmas) - 1)
+    high = min(low + 1, len(sigmas) - 1)
+    sigma = sigmas[low] + (t - low) * (sigmas[high] - sigmas[low])
+    alpha = float(1.0 / (1.0 + sigma**2))
+    x, out = model_input.float(), output.float()
+    if prediction_type == "v_prediction":
+        return alpha**0.5 * x - (1 - alpha) ** 0.5 * out
+    return (x - (1 - alpha) ** 0.5 * out) / alpha**0.5
 
 
 @torch.no_grad()
 def sample_geometry(
-    model: GeometryDiffusionModel,
-    vae,
-    image_encoder,
+    pipeline: GeometryPipeline,
     reference: ReferenceImage,
-    poses: torch.Tensor,
-    *,
-    steps: int = 25,
-    guidance: Sequence[float] = (3.5, 2.5, 3.5),
-    scheduler=None,
-    generator: torch.Generator | None = None,
-    windows: WindowOptions | None = None,
+    inputs: torch.Tensor,
+    options: Stage1Options | None = None,
     callback: Callback | None = None,
-    cfg_batch: bool = True,
-    decode_chunk_size: int = 8,
 ) -> GeometryOutput:
-    """Generate RGB, normal and depth frames for ``poses`` in the appearance of ``reference``.
+    """Generate RGB, normal and depth frames for the pose maps ``inputs`` in the appearance of ``reference``.
+
+    The samplers of both stages share this shape: ``(pipeline, reference, per-frame inputs, options, callback)``.
 
     Args:
-        model: the Stage-1 model.
-        vae: an SD ``AutoencoderKL``.
-        image_encoder: a ``CLIPVisionModelWithProjection`` whose projection matches the UNet's cross-attention dim.
+        pipeline: the Stage-1 :class:`~dreamdance_core.pipelines.GeometryPipeline` (model, SD ``AutoencoderKL``,
+            ``CLIPVisionModelWithProjection`` whose projection matches the UNet's cross-attention dim).
         reference: reference image ``[1, 3, H, W]`` in -1..1 or a PIL image, at any size - give the original: the
             image encoder sees it as given through its ``CLIPImageProcessor`` (AnimateAnyone family, see
             :func:`~dreamdance_core.models.clip_image.encode_reference_image`); the VAE and the reference UNet see it
             resized to the pose maps' size as diffusers' ``VaeImageProcessor.preprocess`` does (no resize at that size).
-        poses: rendered pose maps ``[F, 3, H, W]`` in -1..1 at the sampling size.
-        steps: denoising steps.
-        guidance: ordinary CFG scale per domain (RGB, normal, depth); the paper's eq. 6 scale ``s`` is ``w - 1``.
-            The unconditional branch drops the reference image (no reference injection, zero CLIP embedding).
-        scheduler: a diffusers scheduler (default: DDIM over the model's training noise schedule).
-        generator: for reproducible noise.
-        windows: window options for long sequences (None: all frames at once).
+        inputs: the per-frame inputs, rendered pose maps ``[F, 3, H, W]`` in -1..1 at the sampling size.
+        options: :class:`Stage1Options` (steps, per-domain guidance, windows, seed, scheduler). The unconditional
+            branch drops the reference image (no reference injection, zero CLIP embedding).
         callback: ``callback(step, total, preview)`` after every window of every step (``preview``: approximate RGB
             ``[3, h, w]`` of the window's middle frame, from its clean-latent estimate); raise in it to cancel.
-        cfg_batch: run conditional and unconditional branches in one forward (faster, more memory).
-        decode_chunk_size: frames per VAE decode.
     """
-    reference = _check_inputs(reference, poses, guidance, steps)
+    options, poses = options or Stage1Options(), inputs
+    model, vae, image_encoder = pipeline.model, pipeline.vae, pipeline.image_encoder
+    reference = _check_inputs(reference, poses)
     device, dtype = model.denoising_unet.device, model.denoising_unet.dtype
-    scheduler = scheduler or default_scheduler(model.noise_schedule)
-    scheduler.set_timesteps(steps, device=device)
-    num_frames = poses.shape[0]
-    guided = any(float(w) != 1.0 for w in guidance)
+    scheduler = stage1_scheduler(options.scheduler, model.noise_schedule)
+    scheduler.set_timesteps(options.steps, device=device)
+    sigmas = training_sigmas(model.noise_schedule)
+    prediction_type = model.noise_schedule["prediction_type"]
+    generator = torch.Generator(device="cpu").manual_seed(options.seed)
+    guidance, num_frames = options.guidance, poses.shape[0]
+    guided = any(w != 1.0 for w in guidance)
 
     # 1. reference, once per video: CLIP embedding of it as given, VAE latents at the sampling size, reference-UNet
     image_embeds = encode_reference_image(image_encoder, reference).to(device=device, dtype=dtype)[:, None]  # [1, 1, C]
@@ -144,21 +174,21 @@ def sample_geometry(
     features = model.encode_reference(reference_latents.to(device=device, dtype=dtype), image_embeds)
     # 2. pose guider features, once per video
     pose_features = model.encode_pose(poses.to(device=device, dtype=dtype))  # [F, C0, h, w]
-    # 3. initial noise for all domains and frames: [domains, frames, 4, h, w]
+    # 3. initial noise for all domains and frames, drawn on the CPU: [domains, frames, 4, h, w]
     latent_shape = (NUM_DOMAINS, num_frames, reference_latents.shape[1], *reference_latents.shape[-2:])
     latents = torch.randn(latent_shape, generator=generator, device="cpu", dtype=torch.float32)
     latents = (latents * scheduler.init_noise_sigma).to(device=device, dtype=dtype)
 
-    num_windows = len(window_indices(num_frames, windows))
-    total = steps * num_windows
+    num_windows = len(window_indices(num_frames, options.windows))
+    total = options.steps * num_windows
     progress = 0
 
-    def run_model(x: torch.Tensor, t, groups: tuple[bool, ...], frame_pose: torch.Tensor) -> torch.Tensor:
-        """x: [domains, f, 4, h, w]; one forward for the given branches (True = conditional) -> [g, domains, f, ...]."""
-        f = x.shape[1]
+    def run_model(sample: torch.Tensor, t, groups: tuple[bool, ...], frame_pose: torch.Tensor) -> torch.Tensor:
+        """sample: scaled model input [domains, f, 4, h, w]; one forward for the given branches (True = conditional)
+        -> [g, domains, f, ...]."""
+        f = sample.shape[1]
         per_group = NUM_DOMAINS * f
-        sample = x.flatten(0, 1).repeat(len(groups), 1, 1, 1)  # [(g m f), 4, h, w]
-        sample = scheduler.scale_model_input(sample, t)
+        sample = sample.flatten(0, 1).repeat(len(groups), 1, 1, 1)  # [(g m f), 4, h, w]
         embeds = torch.cat([image_embeds if cond else torch.zeros_like(image_embeds) for cond in groups])
         embeds = embeds.repeat_interleave(per_group, dim=0)  # [(g m f), 1, C]
         index = torch.tensor([0 if cond else -1 for cond in groups], device=device).repeat_interleave(per_group)
@@ -176,16 +206,16 @@ def sample_geometry(
         )
         return out.view(len(groups), NUM_DOMAINS, f, *out.shape[1:])
 
-    for step_index, t in enumerate(scheduler.timesteps):
+    for t in scheduler.timesteps:
 
         def denoise_window(frame_index: torch.Tensor) -> torch.Tensor:
             nonlocal progress
             frame_index = frame_index.to(device)
-            x = latents[:, frame_index]
+            x = scheduler.scale_model_input(latents[:, frame_index], t)
             frame_pose = pose_features[frame_index]
             if not guided:
                 eps = run_model(x, t, (True,), frame_pose)[0]
-            elif cfg_batch:
+            elif options.cfg_batch:
                 eps_cond, eps_uncond = run_model(x, t, (True, False), frame_pose)
                 eps = multi_domain_cfg(eps_cond, eps_uncond, guidance, domain_dim=0)
             else:
@@ -194,13 +224,15 @@ def sample_geometry(
                 eps = multi_domain_cfg(eps_cond, eps_uncond, guidance, domain_dim=0)
             progress += 1
             if callback is not None:
-                callback(progress, total, _preview(scheduler, x[0, x.shape[1] // 2], eps[0, eps.shape[1] // 2], t))
+                middle = x.shape[1] // 2  # the RGB domain's middle frame
+                x0 = clean_estimate(x[0, middle], eps[0, middle], t, sigmas, prediction_type)
+                callback(progress, total, latent_preview(x0))
             return eps
 
-        eps = blend_windows(denoise_window, num_frames, windows, frame_dim=1)
+        eps = blend_windows(denoise_window, num_frames, options.windows, frame_dim=1)
         latents = scheduler.step(eps, t, latents, generator=generator).prev_sample
 
     # 4. decode every domain's frames
-    decoded = decode_latents(vae, latents.flatten(0, 1), chunk_size=decode_chunk_size)
+    decoded = decode_latents(vae, latents.flatten(0, 1), chunk_size=options.decode_chunk_size)
     rgb, normal, depth = decoded.view(NUM_DOMAINS, num_frames, *decoded.shape[1:]).unbind(0)
     return GeometryOutput(rgb=rgb, normal=normal, depth=depth)

@@ -6,24 +6,26 @@ Algorithm (as ``diffusers.StableVideoDiffusionPipeline`` 0.42, written as a func
 2. noise augmentation of the reference, its VAE latent (distribution mode), repeated over the frames and
    concatenated to the noisy latents on the channel axis (zeros for the unconditional branch);
 3. added time ids ``(fps - 1, motion_bucket_id, noise_aug_strength)``;
-4. ``EulerDiscreteScheduler`` with SVD's config (Karras sigmas, v-prediction, continuous timesteps); latents drawn
-   from the seed and scaled by ``init_noise_sigma``;
+4. the scheduler chosen in the options, built from SVD's config (Karras sigmas, v-prediction, continuous timesteps;
+   default SVD's own ``EulerDiscreteScheduler``, see :mod:`.schedulers`); latents drawn from the seed and scaled by
+   ``init_noise_sigma``;
 5. at every step, every window of frames (:mod:`dreamdance_core.sampling.windows`) is denoised: the controller's
    guidance feature (computed once per video) goes through the ControlNet, whose residuals enter the UNet; the
    unconditional and conditional branches are combined with per-frame linear CFG from ``min_cfg`` (first frame) to
-   ``max_cfg`` (last frame, global frame index); the blended prediction makes one Euler step;
+   ``max_cfg`` (last frame, global frame index); the blended prediction makes one scheduler step;
 6. VAE decoding in chunks of ``decode_chunk_size`` frames.
 
 The reference image (CLIP embedding and latent) conditions every window. It may have any size: CLIP embeds it as
 given and the VAE latent is taken from it resized to the video size, both exactly as the pipeline does it
-(:mod:`dreamdance_core.models.clip_image`). With no control (``control=None``) or an overall control strength of 0
+(:mod:`dreamdance_core.models.clip_image`). With no control (``inputs=None``) or an overall control strength of 0
 this is plain SVD sampling on the same code path (no controller, no ControlNet forward); ``tests/test_svd_peer.py``
 holds it equal to the pipeline built from the same components.
 
 Noise is drawn on the CPU from one generator seeded by ``seed``: first the noise augmentation of the reference
 (the shape of the resized reference), then the initial latents - the order in which the pipeline draws them from its
 ``generator`` (it draws the augmentation noise with ``randn_tensor(image.shape, generator=...)``; pass it
-``latents=`` to give the second draw), so results do not depend on the device's random generator.
+``latents=`` to give the second draw), then any noise a stochastic scheduler draws at its steps, so results do not
+depend on the device's random generator.
 """
 
 from __future__ import annotations
@@ -33,15 +35,15 @@ from typing import Callable, Mapping
 
 import PIL.Image
 import torch
-from diffusers import EulerDiscreteScheduler
 
 from ..autoencoder import decode, encode
 from ..geometry import latent_preview
 from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
 from ..models.controller import ControlMapError, CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
-from ..pipelines import SVDComponents
+from ..pipelines import SVDComponents, VideoPipeline
 from .guidance import classifier_free_guidance, linear_frame_scales
+from .schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS, stage2_scheduler
 from .windows import WindowOptions, blend_windows, window_indices
 
 ProgressCallback = Callable[[int, int, "torch.Tensor | None"], None]
@@ -52,8 +54,8 @@ class Stage2InputError(ValueError):
 
 
 @dataclass
-class Stage2Control:
-    """The DreamDance control path: controller + ControlNet + the control maps ``{name: [f, 3, H, W]}`` in -1..1.
+class Stage2Inputs:
+    """Stage 2's per-frame inputs: the control maps ``{modality: [f, 3, H, W]}`` in -1..1 and their strengths.
 
     ``strength`` scales all ControlNet residuals; 0 is plain SVD and skips the controller and the ControlNet.
     ``modality_strengths`` blends each modality between its black map (0: as if the map were absent, what robust
@@ -61,8 +63,6 @@ class Stage2Control:
     :meth:`CrossDomainController.encode`.
     """
 
-    controller: CrossDomainController
-    controlnet: SVDControlNet
     maps: Mapping[str, torch.Tensor]
     strength: float = 1.0
     modality_strengths: Mapping[str, float] = field(default_factory=dict)
@@ -70,7 +70,9 @@ class Stage2Control:
 
 @dataclass(frozen=True)
 class Stage2Options:
-    """Sampling options; sizes are width x height (the paper: 512x768, 16-frame windows)."""
+    """Sampling options; sizes are width x height (the paper: 512x768, 16-frame windows). ``seed``: all noise is drawn
+    on the CPU from a generator seeded with it. ``scheduler``: a name of
+    :data:`~dreamdance_core.sampling.schedulers.STAGE2_SCHEDULERS` (default SVD's Euler)."""
 
     width: int = 512
     height: int = 768
@@ -84,8 +86,11 @@ class Stage2Options:
     seed: int = 0
     decode_chunk_size: int = 8
     windows: WindowOptions | None = None
+    scheduler: str = STAGE2_DEFAULT
 
     def __post_init__(self):
+        if self.scheduler not in STAGE2_SCHEDULERS:
+            raise Stage2InputError(f"unknown Stage-2 scheduler {self.scheduler!r}; choose one of {list(STAGE2_SCHEDULERS)}")
         if self.num_frames < 1:
             raise Stage2InputError(f"num_frames must be at least 1, got {self.num_frames}")
         if self.steps < 1:
@@ -111,22 +116,32 @@ def _check_reference(reference: ReferenceImage) -> ReferenceImage:
     return reference
 
 
-def _check_control(control: Stage2Control, components: SVDComponents, options: Stage2Options) -> None:
-    frames = control.controller.check_maps(control.maps, (options.width, options.height))
+def _split_pipeline(pipeline: VideoPipeline | SVDComponents, inputs: Stage2Inputs | None):
+    """-> (SVD components, controller, controlnet); plain SVD components take no control inputs."""
+    if isinstance(pipeline, VideoPipeline):
+        return pipeline.components, pipeline.controller, pipeline.controlnet
+    if inputs is not None:
+        raise Stage2InputError("control maps need a VideoPipeline (SVD + controller + ControlNet), got SVD components")
+    return pipeline, None, None
+
+
+def _check_control(inputs: Stage2Inputs, pipeline: VideoPipeline, options: Stage2Options) -> None:
+    controller, controlnet, components = pipeline.controller, pipeline.controlnet, pipeline.components
+    frames = controller.check_maps(inputs.maps, (options.width, options.height))
     if frames != options.num_frames:
         raise ControlMapError(
             f"the control maps hold {frames} frames but num_frames is {options.num_frames}; make them agree"
         )
-    if control.controller.downscale_factor != components.vae_scale_factor:
+    if controller.downscale_factor != components.vae_scale_factor:
         raise Stage2InputError(
-            f"the controller downscales by {control.controller.downscale_factor} but the VAE by "
+            f"the controller downscales by {controller.downscale_factor} but the VAE by "
             f"{components.vae_scale_factor}; build the controller with len(block_channels) = "
             f"{components.vae_scale_factor.bit_length()}"
         )
-    if control.controller.config.out_channels != control.controlnet.conditioning_channels:
+    if controller.config.out_channels != controlnet.conditioning_channels:
         raise Stage2InputError(
-            f"the controller outputs {control.controller.config.out_channels} channels but the ControlNet adds "
-            f"{control.controlnet.conditioning_channels} after conv_in; build them for the same UNet"
+            f"the controller outputs {controller.config.out_channels} channels but the ControlNet adds "
+            f"{controlnet.conditioning_channels} after conv_in; build them for the same UNet"
         )
 
 
@@ -144,26 +159,21 @@ def edm_denoised(noisy: torch.Tensor, prediction: torch.Tensor, sigma: torch.Ten
     return noisy / (sigma**2 + 1) - prediction * sigma / torch.sqrt(sigma**2 + 1)
 
 
-def _preview(scheduler: EulerDiscreteScheduler, sample: torch.Tensor, output: torch.Tensor) -> torch.Tensor | None:
-    """Cheap preview of one frame's predicted clean latent (the scheduler's ``pred_original_sample``) from the model
-    output at the scheduler's current step (SD latents only; None otherwise)."""
-    sigma = scheduler.sigmas[scheduler.step_index].to(sample.device, torch.float32)
-    sample, output = sample.float(), output.float()
-    if scheduler.config.prediction_type == "v_prediction":
-        x0 = edm_denoised(sample, output, sigma)
-    elif scheduler.config.prediction_type == "epsilon":
-        x0 = sample - sigma * output
-    else:
-        return None
-    return latent_preview(x0)
+def clean_estimate(model_input: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """SVD's clean-latent estimate from what the sampler gave the UNet: its noisy input ``model_input`` (after
+    ``scale_model_input``: ``x / sqrt(sigma^2 + 1)``), the timestep ``t = 0.25 * log(sigma)`` (SVD's continuous noise
+    conditioning) and the v-prediction. Needs no scheduler internals, so it holds for every Stage-2 scheduler."""
+    sigma = torch.exp(4 * t.double()).to(model_input.device, torch.float32)
+    noisy = model_input.float() * torch.sqrt(sigma**2 + 1)
+    return edm_denoised(noisy, prediction.float(), sigma)
 
 
 @torch.no_grad()
 def sample_stage2(
-    components: SVDComponents,
+    pipeline: VideoPipeline | SVDComponents,
     reference: ReferenceImage,
-    options: Stage2Options,
-    control: Stage2Control | None = None,
+    inputs: Stage2Inputs | None = None,
+    options: Stage2Options | None = None,
     callback: ProgressCallback | None = None,
 ) -> torch.Tensor:
     """Animate ``reference`` into frames ``[f, 3, height, width]`` in -1..1.
@@ -173,16 +183,24 @@ def sample_stage2(
     video size as the pipeline's ``video_processor.preprocess(image, height, width)`` does (PIL: lanczos; tensor:
     nearest; no resize when it already has the video size).
 
-    ``control=None`` (or ``control.strength == 0``) is plain SVD. ``callback(step, total, preview)`` is called after
-    every window of every step (``total = steps x windows``; ``preview``: approximate RGB ``[3, h, w]`` of the
-    window's middle frame as the step predicts it clean, for 4-channel SD latents, else None); raising from it cancels
-    the run (the exception propagates).
+    The samplers of both stages share this shape: ``(pipeline, reference, per-frame inputs, options, callback)``.
+    ``pipeline``: a :class:`~dreamdance_core.pipelines.VideoPipeline` (SVD + controller + ControlNet), or bare
+    :class:`~dreamdance_core.pipelines.SVDComponents` for plain SVD. ``inputs=None`` (or ``inputs.strength == 0``) is
+    plain SVD. ``options``: :class:`Stage2Options` (sizes, frames, steps, CFG, SVD conditioning, windows, seed,
+    scheduler). ``callback(step, total, preview)`` is called after every window of every step (``total = steps x
+    windows``; ``preview``: approximate RGB ``[3, h, w]`` of the window's middle frame as the step predicts it clean,
+    for 4-channel SD latents with SVD's v-prediction and continuous timesteps, else None); raising from it cancels the
+    run (the exception propagates).
     """
+    options = options or Stage2Options()
+    components, controller, controlnet = _split_pipeline(pipeline, inputs)
     unet, vae = components.unet, components.vae
     device, dtype = unet.device, unet.dtype
     reference = _check_reference(reference)
-    if control is not None:
-        _check_control(control, components, options)
+    if inputs is not None:
+        _check_control(inputs, pipeline, options)
+    config = components.scheduler_config
+    previews = config.get("prediction_type") == "v_prediction" and config.get("timestep_type") == "continuous"
     num_frames, size = options.num_frames, (options.height, options.width)
     do_cfg = options.max_cfg > 1.0
     branches = 2 if do_cfg else 1
@@ -206,19 +224,19 @@ def sample_stage2(
     ).repeat(branches, 1)
 
     # 4. scheduler and initial latents: [1, f, c, h, w]
-    scheduler = EulerDiscreteScheduler.from_config(dict(components.scheduler_config))
+    scheduler = stage2_scheduler(options.scheduler, components.scheduler_config)
     scheduler.set_timesteps(options.steps, device=device)
     latent_shape = (1, num_frames, vae.config.latent_channels, *(s // components.vae_scale_factor for s in size))
     latents = torch.randn(latent_shape, generator=generator).to(device=device, dtype=dtype) * scheduler.init_noise_sigma
     cfg_scales = linear_frame_scales(num_frames, options.min_cfg, options.max_cfg).to(device=device, dtype=dtype)
 
     # 5. guidance feature, once per video: [f, c0, h, w] (strength 0: no control path at all)
-    if control is not None and float(control.strength) == 0.0:
-        control = None
+    if inputs is not None and float(inputs.strength) == 0.0:
+        inputs = None
     guidance = None
-    if control is not None:
-        maps = {name: m.to(device) for name, m in control.maps.items()}
-        guidance = control.controller(maps, control.modality_strengths).to(dtype)
+    if inputs is not None:
+        maps = {name: m.to(device) for name, m in inputs.maps.items()}
+        guidance = controller(maps, inputs.modality_strengths).to(dtype)
 
     # 6. denoising loop over steps and windows
     num_windows = len(window_indices(num_frames, options.windows))
@@ -231,14 +249,14 @@ def sample_stage2(
             index = index.to(device)
             n = index.numel()
             # [1, n, c, h, w] -> [branches, n, 2c, h, w]
-            model_input = scheduler.scale_model_input(latents[:, index].repeat(branches, 1, 1, 1, 1), t)
-            model_input = torch.cat([model_input, image_latents[:, None].expand(-1, n, -1, -1, -1)], dim=2)
+            noisy = scheduler.scale_model_input(latents[:, index].repeat(branches, 1, 1, 1, 1), t)
+            model_input = torch.cat([noisy, image_latents[:, None].expand(-1, n, -1, -1, -1)], dim=2)
             residuals = {}
-            if control is not None:
-                down, mid = control.controlnet(
+            if inputs is not None:
+                down, mid = controlnet(
                     model_input, t, image_embeds, added_time_ids,
                     controlnet_cond=guidance[index].repeat(branches, 1, 1, 1),  # [branches*n, c0, h, w]
-                    conditioning_scale=control.strength, return_dict=False,
+                    conditioning_scale=inputs.strength, return_dict=False,
                 )
                 residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
             prediction = unet(model_input, t, image_embeds, added_time_ids, return_dict=False, **residuals)[0]
@@ -248,11 +266,12 @@ def sample_stage2(
             calls += 1
             if callback is not None:
                 middle = n // 2
-                callback(calls, total, _preview(scheduler, latents[0, index[middle]], prediction[0, middle]))
+                x0 = clean_estimate(noisy[0, middle], prediction[0, middle], t) if previews else None
+                callback(calls, total, None if x0 is None else latent_preview(x0))
             return prediction
 
         prediction = blend_windows(denoise, num_frames, options.windows, frame_dim=1)
-        latents = scheduler.step(prediction, t, latents).prev_sample
+        latents = scheduler.step(prediction, t, latents, generator=generator).prev_sample
 
     # 7. decode in chunks: [f, 3, H, W]
     return decode_latents(vae, latents[0].to(vae.dtype), options.decode_chunk_size)
