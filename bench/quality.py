@@ -397,13 +397,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def load_models(args: argparse.Namespace):
     """(geometry pipeline or None, video pipeline or None) as the options ask."""
-    from dreamdance_core.loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
-    from dreamdance_core.loading.stage2 import load_video_pipeline, tiny_video_pipeline
+    from dreamdance_core.sources import TINY, WEIGHTS, geometry_pipeline, video_pipeline
 
-    if args.tiny:
-        return tiny_geometry_pipeline(args.sample_seed), tiny_video_pipeline(args.sample_seed)
-    geometry = load_geometry_pipeline(args.stage1) if args.stage1 else None
-    video = load_video_pipeline(args.stage2) if args.stage2 else None
+    source, seed = (TINY if args.tiny else WEIGHTS), args.sample_seed
+    geometry = geometry_pipeline(source, args.stage1, seed=seed) if args.tiny or args.stage1 else None
+    video = video_pipeline(source, args.stage2, seed=seed) if args.tiny or args.stage2 else None
     return geometry, video
 
 

@@ -118,43 +118,41 @@ def _progress(description: str):
 
 def run(args: argparse.Namespace) -> int:
     from .demo import stage1_demo, stage2_demo
-    from .loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
     from .media import colorize_depth, contact_sheet, fit_images, from_uint8, save_frames, save_image, save_video, to_uint8
     from .pose import render_poses
     from .sampling.stage1 import Stage1Options, sample_geometry
     from .sampling.windows import WindowOptions
+    from .sources import DEMO, TINY, WEIGHTS, default_source, geometry_pipeline
 
     # each stage from: the weights given, else the shipped demo checkpoint, else a tiny random model
-    demo = stage1_demo() if args.stage1 is None and args.base is None else None
-    source = "demo" if demo else "weights" if args.stage1 is not None or args.base is not None else "random"
-    video_demo = stage2_demo() if args.stage2 is None and source != "weights" else None
-    video_source = "weights" if args.stage2 is not None or source == "weights" else "demo" if video_demo else "random"
-    small = source != "weights"
-    args.steps = args.steps or (demo.steps if demo else 8 if source == "random" else 25)
+    weights_given = args.stage1 is not None or args.base is not None
+    demo = None if weights_given else stage1_demo()
+    source = default_source(weights_given, demo)
+    video_demo = stage2_demo() if args.stage2 is None and source != WEIGHTS else None
+    video_source = default_source(args.stage2 is not None or source == WEIGHTS, video_demo)
+    small = source != WEIGHTS
+    args.steps = args.steps or (demo.steps if demo else 8 if source == TINY else 25)
     args.cfg = args.cfg or (demo.guidance if demo else (3.5, 2.5, 3.5))
-    args.video_steps = args.video_steps or (video_demo.steps if video_demo else 8 if video_source == "random" else 25)
+    args.video_steps = args.video_steps or (video_demo.steps if video_demo else 8 if video_source == TINY else 25)
     default_cfg = video_demo.guidance if video_demo else (1.0, 3.0)
     args.min_cfg = default_cfg[0] if args.min_cfg is None else args.min_cfg
     args.max_cfg = default_cfg[1] if args.max_cfg is None else args.max_cfg
     width = args.width or (demo.width if demo else 64 if small else 256)
     height = args.height or (demo.height if demo else 96 if small else 384)
-    if source == "random":
+    if source == TINY:
         print(
             "NOTE: no weights given and no demo checkpoint in this copy, so this runs TINY RANDOMLY INITIALISED\n"
             "      models of the real architecture. The pipeline runs end to end, but its maps and frames are noise.\n"
             "      Pass --stage1/--base/--image-encoder and --stage2/--svd for real weights (see README)."
         )
-        geometry = tiny_geometry_pipeline(args.seed)
-    elif source == "demo":
+    elif source == DEMO:
         print(f"Stage 1: the shipped demo checkpoint ({demo.path}): a small model trained on synthetic mannequins at "
               f"{demo.width}x{demo.height}. Pass --stage1/--base/--image-encoder for real weights.")  # fmt: skip
-        geometry = load_geometry_pipeline(demo.path)
-    else:
-        geometry = load_geometry_pipeline(args.stage1, args.base, args.image_encoder)
-    if not args.geometry_only and video_source == "random":
+    geometry = geometry_pipeline(source, args.stage1, args.base, args.image_encoder, seed=args.seed)
+    if not args.geometry_only and video_source == TINY:
         print("NOTE: Stage 2 runs a TINY RANDOMLY INITIALISED video model (this copy has no Stage-2 demo checkpoint):\n"
               "      its video frames are noise. Pass --stage2 (and --svd) for real weights, or --geometry-only.")
-    elif not args.geometry_only and video_source == "demo":
+    elif not args.geometry_only and video_source == DEMO:
         print(f"Stage 2: the shipped demo checkpoint ({video_demo.path}): a small model (with its own small SVD) trained "
               f"on synthetic mannequins at {video_demo.width}x{video_demo.height}. Pass --stage2/--svd for real weights.")
     geometry.to(device=args.device)
@@ -187,37 +185,31 @@ def run(args: argparse.Namespace) -> int:
     save_image(contact_sheet(sheet_rows), out / "sheet.png")
     print(f"wrote {out}/{{{','.join(rows)}}}/*.png, {out}/sheet.png (rows: reference, {', '.join(rows)}, depth "
           f"colour-mapped){'' if args.geometry_only else f' and the video {out}/video.webp'}")
-    if source == "random" or (video_source == "random" and not args.geometry_only):
-        print(f"reminder: {'every model' if source == 'random' else 'Stage 2'} ran with random weights - those "
+    if source == TINY or (video_source == TINY and not args.geometry_only):
+        print(f"reminder: {'every model' if source == TINY else 'Stage 2'} ran with random weights - those "
               "images show the plumbing works, not what DreamDance produces.")
     return 0
 
 
 def _animate(args, source: str, poses, geometry, windows):
-    """Stage 2 (``source``: "weights", "demo" or "random"): reference + pose / depth / normal maps -> video frames
+    """Stage 2 (``source``: one of :data:`.sources.SOURCES`): reference + pose / depth / normal maps -> video frames
     ``uint8 [F, H, W, 3]``.
 
     The paper's Stage 2 sees the user's image at the video resolution: the reference is loaded and the poses are
     rendered at the video size (by the same fit policy as for Stage 1); only depth and normal come from Stage 1's
     smaller size, fitted to the video size.
     """
-    from .demo import STAGE2_DIR
-    from .loading.stage2 import load_video_pipeline, tiny_video_pipeline
     from .fit import PAD_VALUES
     from .media import fit_images, from_uint8, to_uint8
     from .pose import render_poses
     from .sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
+    from .sources import WEIGHTS, video_pipeline
 
-    if source == "random":
-        video = tiny_video_pipeline(args.seed)
-    elif source == "demo":
-        video = load_video_pipeline(STAGE2_DIR)
-    elif args.stage2 is None:
+    if source == WEIGHTS and args.stage2 is None:
         raise ValueError("Stage 2 needs --stage2 (DreamDance Stage-2 weights); or pass --geometry-only")
-    else:
-        video = load_video_pipeline(args.stage2, args.svd)
+    video = video_pipeline(source, args.stage2, args.svd, seed=args.seed)
     video.to(device=args.device)
-    scale = 2 if source == "weights" else 1
+    scale = 2 if source == WEIGHTS else 1
     width = args.video_width or scale * geometry.depth.shape[-1]
     height = args.video_height or scale * geometry.depth.shape[-2]
     maps = {"pose": from_uint8(render_poses(poses, width, height, fit=args.fit))}

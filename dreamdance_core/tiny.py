@@ -1,8 +1,13 @@
-"""Tiny randomly initialised models of the real architectures, for the demo, benchmarks and tests.
+"""Tiny randomly initialised models of the real architectures: the "(tiny random demo)" of the nodes and the command
+line (:func:`tiny_geometry_pipeline`, :func:`tiny_video_pipeline`), and the models tests and benchmarks build on.
 
 They have SD1.5's structure (cross-attention and plain UNet blocks, an 8x VAE with 4 latent channels, a CLIP image
-encoder at 224 px) at a few hundred thousand parameters, so a whole Stage-1 run takes seconds on a CPU. Random
+encoder at 224 px) and SVD's at a few hundred thousand parameters, so a whole run takes seconds on a CPU. Random
 weights prove shapes and plumbing, not the method: their images look like noise.
+
+The loaders never import this module (it stands above them); :mod:`dreamdance_core.sources` picks between a user's
+weights, the shipped demo checkpoints and these. The small bases the demos are trained from are built by
+:mod:`dreamdance_core.training.demo_base`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ def tiny_unet(
     one level down keeps attention off the full latent resolution (much cheaper on a CPU)."""
     from diffusers import UNet2DConditionModel
 
-    down, up = _block_types(len(block_out_channels), cross_attention_blocks, first_attention_level, "2D")
+    down, up = block_types(len(block_out_channels), cross_attention_blocks, first_attention_level, "2D")
     return UNet2DConditionModel(
         sample_size=8,
         in_channels=latent_channels,
@@ -39,7 +44,7 @@ def tiny_unet(
     ).eval()
 
 
-def _block_types(levels: int, attention_blocks: int, first_attention_level: int, kind: str):
+def block_types(levels: int, attention_blocks: int, first_attention_level: int, kind: str):
     """(down, up) diffusers block type names: ``attention_blocks`` cross-attention levels from
     ``first_attention_level``, plain levels elsewhere, mirrored up; ``kind`` "2D" (SD) or "SpatioTemporal" (SVD)."""
     if not 0 <= first_attention_level <= levels - attention_blocks:
@@ -127,25 +132,6 @@ def tiny_svd_unet(seed: int = 0):
     return ControlledSVDUNet(**TINY_SVD_UNET).eval()
 
 
-def small_svd_unet(
-    block_out_channels: tuple[int, ...] = (32, 64),
-    cross_attention_blocks: int = 1,
-    first_attention_level: int = 0,
-    latent_channels: int = 4,
-    attention_head_dim: int = 16,
-):
-    """SVD-shaped UNet (spatio-temporal blocks, the reference latent concatenated to the input, CLIP cross-attention
-    at :data:`CROSS_ATTENTION_DIM`) with the attention layout of :func:`tiny_unet`."""
-    from .models.unet_svd import ControlledSVDUNet
-
-    down, up = _block_types(len(block_out_channels), cross_attention_blocks, first_attention_level, "SpatioTemporal")
-    return ControlledSVDUNet(**{
-        **TINY_SVD_UNET, "in_channels": 2 * latent_channels, "out_channels": latent_channels,
-        "down_block_types": down, "up_block_types": up, "block_out_channels": tuple(block_out_channels),
-        "num_attention_heads": tuple(max(1, c // attention_head_dim) for c in block_out_channels),
-    }).eval()  # fmt: skip
-
-
 def svd_vae(block_out_channels: tuple[int, ...] = (32, 64), latent_channels: int = 4, sample_size: int = 32):
     """``AutoencoderKLTemporalDecoder`` (downscale ``2^(len(channels) - 1)``; channels multiples of 32, its group
     norm's size) with an identity ``quant_conv``, as in SVD, which has none."""
@@ -162,19 +148,6 @@ def svd_vae(block_out_channels: tuple[int, ...] = (32, 64), latent_channels: int
     return vae
 
 
-def tiny_autoencoder(channels: int = 48, blocks: tuple[int, ...] = (1, 2), latent_channels: int = 4):
-    """TAESD-style ``AutoencoderTiny`` (convolutions and ReLUs, no normalisation) with ``len(blocks)`` levels of
-    ``channels`` each (downscale ``2^(len(blocks) - 1)``); ``blocks``: residual blocks per encoder level, from full
-    resolution down (the decoder mirrors them)."""
-    from diffusers import AutoencoderTiny
-
-    widths = (channels,) * len(blocks)
-    return AutoencoderTiny(
-        encoder_block_out_channels=widths, decoder_block_out_channels=widths, num_encoder_blocks=tuple(blocks),
-        num_decoder_blocks=tuple(blocks)[::-1], latent_channels=latent_channels,
-    ).eval()  # fmt: skip
-
-
 def tiny_svd_vae(seed: int = 1):
     """Tiny :func:`svd_vae` (2x downscale, 4 latent channels)."""
     torch.manual_seed(seed)
@@ -185,12 +158,12 @@ def tiny_svd_components(seed: int = 0):
     """UNet, temporal VAE, CLIP vision and SVD's scheduler config, all tiny."""
     import json
 
-    from .loading.svd import SVD_CONFIG_DIR
+    from .loading.svd import SCHEDULER_CONFIG, SVD_CONFIG_DIR
     from .pipelines import SVDComponents
 
     torch.manual_seed(seed + 2)
     encoder = tiny_clip_vision()
-    scheduler = json.loads((SVD_CONFIG_DIR / "scheduler" / "scheduler_config.json").read_text())
+    scheduler = json.loads((SVD_CONFIG_DIR / SCHEDULER_CONFIG).read_text())
     return SVDComponents(tiny_svd_unet(seed), tiny_svd_vae(seed + 1), encoder, scheduler)
 
 
@@ -199,3 +172,21 @@ def tiny_controller(geometry_attention: bool = True, seed: int = 3, **overrides)
 
     torch.manual_seed(seed)
     return CrossDomainController(**{**TINY_CONTROLLER, "geometry_attention": geometry_attention, **overrides}).eval()
+
+
+def tiny_geometry_pipeline(seed: int = 0):
+    """The tiny randomly initialised Stage 1 (plumbing demos only): a :class:`~.pipelines.GeometryPipeline`."""
+    from .pipelines import GeometryPipeline
+
+    model = tiny_stage1(seed)
+    return GeometryPipeline(model, tiny_vae(), tiny_clip_vision(), random_weights=True)
+
+
+def tiny_video_pipeline(seed: int = 0):
+    """The tiny randomly initialised Stage 2 (plumbing demos only): a :class:`~.pipelines.VideoPipeline`."""
+    from .models.svd_controlnet import SVDControlNet
+    from .pipelines import VideoPipeline
+
+    components = tiny_svd_components(seed)
+    controlnet = SVDControlNet.from_unet(components.unet).eval()
+    return VideoPipeline(components, tiny_controller(), controlnet, random_weights=True)

@@ -104,12 +104,12 @@ def weight_choices(marker: str, demo) -> list[str]:
     return [*weight_folders(marker), *([DEMO] if demo else []), TINY_DEMO]
 
 
-def demo_folder(demo, folder):
-    """The shipped demo checkpoint's folder (``demo``: its :class:`DemoInfo`, None when ``folder`` lacks it)."""
-    if demo is None:
-        raise FileNotFoundError(f"the demo checkpoint is missing from this copy of the pack ({folder}): "
-                                "reinstall the pack, or choose other weights")  # fmt: skip
-    return demo.path
+def weight_source(choice: str) -> str:
+    """The core's model source (:mod:`dreamdance_core.sources`) for a loader's combo value: the demo and tiny entries
+    keep the names saved workflows hold; any other value is a weights folder."""
+    from ..dreamdance_core import sources
+
+    return {DEMO: sources.DEMO, TINY_DEMO: sources.TINY}.get(choice, sources.WEIGHTS)
 
 
 def resolve_weight_folder(name: str, what: str, how_to_get: str):

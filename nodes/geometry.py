@@ -61,23 +61,14 @@ class DreamDanceGeometryModelLoader:
     def load(self, stage1_weights, base_checkpoint, clip_vision, precision, keep_loaded):
         import torch
 
-        from ..dreamdance_core.demo import STAGE1_DIR, stage1_demo
-        from ..dreamdance_core.loading.stage1 import load_geometry_pipeline, tiny_geometry_pipeline
-        from ._common import demo_folder, resolve_weight_folder
+        from ..dreamdance_core.sources import WEIGHTS, geometry_pipeline
+        from ._common import resolve_weight_folder, weight_source
 
-        dtype = getattr(torch, PRECISIONS[precision])
-        if stage1_weights == TINY_DEMO:
-            pipeline = tiny_geometry_pipeline()
-        elif stage1_weights == DEMO:
-            pipeline = load_geometry_pipeline(demo_folder(stage1_demo(), STAGE1_DIR), dtype=dtype)
-        else:
+        source, folder, base, encoder = weight_source(stage1_weights), None, None, None
+        if source == WEIGHTS:
             folder = resolve_weight_folder(stage1_weights, "DreamDance Stage-1 weights", HOW_TO_GET_STAGE1)
-            pipeline = load_geometry_pipeline(
-                folder,
-                model_file("checkpoints", base_checkpoint),
-                model_file("clip_vision", clip_vision),
-                dtype=dtype,
-            )
+            base, encoder = model_file("checkpoints", base_checkpoint), model_file("clip_vision", clip_vision)
+        pipeline = geometry_pipeline(source, folder, base, encoder, dtype=getattr(torch, PRECISIONS[precision]))
         pipeline.keep_loaded = keep_loaded
         return (pipeline,)
 

@@ -57,20 +57,14 @@ class DreamDanceVideoModelLoader:
     def load(self, stage2_weights, svd_checkpoint, precision, keep_loaded):
         import torch
 
-        from ..dreamdance_core.demo import STAGE2_DIR, stage2_demo
-        from ..dreamdance_core.loading.stage2 import load_video_pipeline, tiny_video_pipeline
-        from ._common import demo_folder, resolve_weight_folder
+        from ..dreamdance_core.sources import WEIGHTS, video_pipeline
+        from ._common import resolve_weight_folder, weight_source
 
-        if stage2_weights == TINY_DEMO:
-            pipeline = tiny_video_pipeline()
-        elif stage2_weights == DEMO:
-            folder = demo_folder(stage2_demo(), STAGE2_DIR)
-            pipeline = load_video_pipeline(folder, dtype=getattr(torch, PRECISIONS[precision]))
-        else:
+        source, folder, svd = weight_source(stage2_weights), None, None
+        if source == WEIGHTS:
             folder = resolve_weight_folder(stage2_weights, "DreamDance Stage-2 weights", HOW_TO_GET_STAGE2)
-            pipeline = load_video_pipeline(
-                folder, model_file("checkpoints", svd_checkpoint), dtype=getattr(torch, PRECISIONS[precision])
-            )
+            svd = model_file("checkpoints", svd_checkpoint)
+        pipeline = video_pipeline(source, folder, svd, dtype=getattr(torch, PRECISIONS[precision]))
         pipeline.keep_loaded = keep_loaded
         return (pipeline,)
 

@@ -66,7 +66,7 @@ def test_a_shipped_stage2_demo_is_the_default_video_model(tmp_path, monkeypatch,
     """With a Stage-2 demo folder in the pack (here a tiny one, written by the real savers), the main job animates
     with it at its demo.json's settings instead of the tiny random model."""
     from dreamdance_core import demo
-    from dreamdance_core.loading.stage2 import tiny_video_pipeline
+    from dreamdance_core.tiny import tiny_video_pipeline
     from dreamdance_core.loading.svd import save_stage2_control, save_svd_folder
 
     folder = tmp_path / "stage2"
@@ -146,11 +146,12 @@ def test_stage2_gets_the_reference_and_poses_at_the_video_size(tmp_path, monkeyp
 def test_with_weights_stage2_runs_at_twice_the_stage1_size_from_the_full_size_reference(tmp_path, monkeypatch):
     """The real-weights default: Stage 2 at 2x Stage 1's size, its reference loaded at that size (the tiny models
     stand in for the weights the loaders would read)."""
+    from dreamdance_core import tiny
     from dreamdance_core.loading import stage1, stage2
     from dreamdance_core.pose import sample_dance
 
-    monkeypatch.setattr(stage1, "load_geometry_pipeline", lambda *args, **kwargs: stage1.tiny_geometry_pipeline(0))
-    monkeypatch.setattr(stage2, "load_video_pipeline", lambda *args, **kwargs: stage2.tiny_video_pipeline(0))
+    monkeypatch.setattr(stage1, "load_geometry_pipeline", lambda *args, **kwargs: tiny.tiny_geometry_pipeline(0))
+    monkeypatch.setattr(stage2, "load_video_pipeline", lambda *args, **kwargs: tiny.tiny_video_pipeline(0))
     seen = _capture_stage2(monkeypatch)
     reference = _checkerboard(tmp_path / "board.png", 64, 96)
     pose = _pose_file(tmp_path / "pose.json", sample_dance(2, 64, 96))

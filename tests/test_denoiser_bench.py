@@ -8,7 +8,7 @@ import torch
 
 from bench import denoiser_error, quality
 from dreamdance_core.autoencoder import encode
-from dreamdance_core.loading.stage2 import tiny_video_pipeline
+from dreamdance_core.tiny import tiny_video_pipeline
 
 SIGMAS = (0.3, 4.0)
 

@@ -20,9 +20,9 @@ shipped or downloaded for a CPU demo).
 * ``vae/`` - an ``AutoencoderKLTemporalDecoder`` (:func:`dreamdance_core.tiny.svd_vae`) trained the same way on RGB
   clips only (Stage 2 encodes only video frames; its control maps enter the controller as pixels), decoding
   ``--clip_frames`` frames together through its temporal decoder, as SVD decodes; or with ``--vae_type tiny`` a
-  TAESD-style ``AutoencoderTiny`` (:func:`dreamdance_core.tiny.tiny_autoencoder`; L1 only, it has no posterior),
-  which the Stage-2 demo uses: a KL decoder this small loses a frame's colours (``train/README.md``);
-* ``unet/`` - a small SVD-shaped UNet (:func:`dreamdance_core.tiny.small_svd_unet`), random: SVD's own
+  TAESD-style ``AutoencoderTiny`` (:func:`dreamdance_core.training.demo_base.tiny_autoencoder`; L1 only, it has no
+  posterior), which the Stage-2 demo uses: a KL decoder this small loses a frame's colours (``train/README.md``);
+* ``unet/`` - a small SVD-shaped UNet (:func:`dreamdance_core.training.demo_base.small_svd_unet`), random: SVD's own
   image-to-video pretraining is ``train/stage2.py --svd_pretraining``, since Stage 2 proper keeps the UNet frozen;
 * ``image_encoder/`` as above, and ``scheduler/`` - SVD's scheduler config.
 
@@ -184,6 +184,7 @@ def latent_scale(vae, images: torch.Tensor, count: int = 512) -> float:
 def build_base(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, torch.nn.Module], dict | None]:
     """(VAE to train, the base's other models by folder name, scheduler config or None) for ``args.kind``."""
     from dreamdance_core import tiny
+    from dreamdance_core.training import demo_base
 
     unet_layout = dict(cross_attention_blocks=args.unet_attention_blocks, latent_channels=args.latent_channels,
                        first_attention_level=args.unet_first_attention_level)  # fmt: skip
@@ -191,11 +192,11 @@ def build_base(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, tor
         from dreamdance_core.loading.svd import SCHEDULER_CONFIG, SVD_CONFIG_DIR
 
         if args.vae_type == "tiny":
-            vae = tiny.tiny_autoencoder(args.vae_channels[0], tuple(args.vae_blocks), args.latent_channels)
+            vae = demo_base.tiny_autoencoder(args.vae_channels[0], tuple(args.vae_blocks), args.latent_channels)
         else:
             vae = tiny.svd_vae(tuple(args.vae_channels), args.latent_channels, sample_size=max(args.width, args.height))
             vae.quant_conv.requires_grad_(False)  # SVD has no quant_conv: it stays the identity
-        unet = tiny.small_svd_unet(tuple(args.unet_channels), **unet_layout)
+        unet = demo_base.small_svd_unet(tuple(args.unet_channels), **unet_layout)
         scheduler = json.loads((SVD_CONFIG_DIR / SCHEDULER_CONFIG).read_text())
     else:
         vae = build_vae(args.vae_channels, args.latent_channels)

@@ -17,7 +17,7 @@ from ..models.stage1 import GeometryDiffusionModel
 from ..pipelines import GeometryPipeline
 from ..weights import WeightFileError
 
-__all__ = ["GeometryPipeline", "load_geometry_pipeline", "tiny_geometry_pipeline"]
+__all__ = ["GeometryPipeline", "load_geometry_pipeline"]
 
 
 def load_geometry_pipeline(
@@ -84,11 +84,3 @@ def load_geometry_pipeline(
             f"{HOW_TO_GET_CLIP}"
         )
     return GeometryPipeline(model.eval(), vae.eval(), encoder.eval())
-
-
-def tiny_geometry_pipeline(seed: int = 0) -> GeometryPipeline:
-    """The tiny randomly initialised Stage 1 of :mod:`dreamdance_core.tiny` (plumbing demos only)."""
-    from ..tiny import tiny_clip_vision, tiny_stage1, tiny_vae
-
-    model = tiny_stage1(seed)
-    return GeometryPipeline(model, tiny_vae(), tiny_clip_vision(), random_weights=True)

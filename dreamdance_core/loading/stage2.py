@@ -12,11 +12,10 @@ from pathlib import Path
 
 import torch
 
-from ..models.svd_controlnet import SVDControlNet
 from ..pipelines import SVDComponents, VideoPipeline
 from ..weights import WeightFileError
 
-__all__ = ["SVDComponents", "VideoPipeline", "load_svd", "load_video_pipeline", "tiny_video_pipeline"]
+__all__ = ["SVDComponents", "VideoPipeline", "load_svd", "load_video_pipeline"]
 
 
 def load_svd(source: str | os.PathLike, *, dtype: torch.dtype | None = None) -> SVDComponents:
@@ -56,12 +55,3 @@ def load_video_pipeline(
             f"but the SVD UNet has {components.unet.config.block_out_channels}: use the SVD it was trained on"
         )
     return VideoPipeline(components, controller.eval(), controlnet.eval())
-
-
-def tiny_video_pipeline(seed: int = 0) -> VideoPipeline:
-    """The tiny randomly initialised Stage 2 of :mod:`dreamdance_core.tiny` (plumbing demos only)."""
-    from ..tiny import tiny_controller, tiny_svd_components
-
-    components = tiny_svd_components(seed)
-    controlnet = SVDControlNet.from_unet(components.unet).eval()
-    return VideoPipeline(components, tiny_controller(), controlnet, random_weights=True)
