@@ -72,7 +72,7 @@ def rot_z(a: float) -> np.ndarray:
 
 @dataclass
 class BodyPose:
-    """One posed body in world space: ``joints`` ``[18, 3]`` in the order of :data:`..pose.schema.BODY_NAMES` (OpenPose-18)
+    """One posed body in world space: ``joints`` ``[18, 3]`` in OpenPose-18 order (:data:`..pose.schema.BODY_NAMES`)
     and the ``primitives``."""
 
     joints: np.ndarray
@@ -168,7 +168,8 @@ def pose_body(body: Proportions, angles: np.ndarray) -> BodyPose:
                 int(Part[f"{p}_FOOT"]),
             ),
         ]
-    prims.append(Capsule(joints["right_shoulder"], joints["left_shoulder"], 1.1 * body.r_upper_arm, int(Part.SHOULDERS)))
+    shoulders = (joints["right_shoulder"], joints["left_shoulder"])
+    prims.append(Capsule(*shoulders, 1.1 * body.r_upper_arm, int(Part.SHOULDERS)))
     feet = [p for p in prims if p.part in (Part.R_FOOT, Part.L_FOOT)]
     ground = min(float(f.centre[1]) - _ellipsoid_extent_y(f) for f in feet)
     offset = np.array([a["root_x"], -ground, a["root_z"]])
