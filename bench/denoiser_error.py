@@ -52,8 +52,8 @@ def training_args(width: int, height: int, num_frames: int):
 def case_batch(case: Case) -> dict[str, torch.Tensor]:
     """A held-out case as a one-clip training batch."""
     return {
-        "pixel_values": case.rgb[None], "reference": case.reference, "pose_maps": case.poses[None],
-        "depth": case.depth_image[None], "normal": case.normal[None],
+        "pixel_values": case.rgb[None], "reference": case.reference,
+        "controls": {"pose": case.poses[None], "depth": case.depth_image[None], "normal": case.normal[None]},
     }  # fmt: skip
 
 

@@ -26,11 +26,11 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
 
+from ..modalities import DEFAULT_MODALITIES
 from ..robust_conditioning import ABSENT_VALUE
 from .attention import GeometryAttention
 
 GeometryTokens = Literal["pixel", "frame"]
-DEFAULT_MODALITIES: tuple[str, ...] = ("pose", "depth", "normal")
 
 
 class ControlMapError(ValueError):

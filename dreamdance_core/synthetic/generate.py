@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from ..dataset import depth_to_unit, write_index, write_video
+from ..dataset import write_index, write_video
 from .character import Character, random_character
 from .motion import Motion, random_motion, rest_angles
 from .render import Frames, Scene, random_scene, render_frames
@@ -60,16 +61,24 @@ def video_seeds(seed: int, num_videos: int) -> list[tuple[int, int, int]]:
     return [tuple(int(v) for v in child.generate_state(3, dtype=np.uint32)) for child in children]
 
 
-def write_sample(root: str | Path, video_id: str, sample: SyntheticSample, write_mask: bool = True) -> Path:
-    """Write a sample's clip as one video item of the dataset layout (:mod:`dreamdance_core.dataset`)."""
+def write_sample(
+    root: str | Path, video_id: str, sample: SyntheticSample, write_mask: bool = True, modalities: Sequence[str] = ()
+) -> Path:
+    """Write a sample's clip as one video item of the dataset layout (:mod:`dreamdance_core.dataset`): RGB, mask,
+    pose, depth and normal, plus the maps of more registered ``modalities`` (:mod:`dreamdance_core.modalities`), each
+    from the registry's synthetic renderer and stored by its codec."""
+    from ..modalities import DEFAULT_MODALITIES, get
+
     clip = sample.clip
+    values = {name: get(name).synthetic(clip) for name in (*DEFAULT_MODALITIES, *modalities)}
+    extra = [(get(name).codec, values[name]) for name in modalities if name not in DEFAULT_MODALITIES]
     return write_video(
         root,
         video_id,
         clip.rgb,
-        depth_to_unit(clip.depth, clip.mask),
-        clip.normal,
-        clip.pose_keypoints(),
+        values["depth"],
+        values["normal"],
+        values["pose"],
         fps=sample.fps,
         source="synthetic",
         mask=clip.mask if write_mask else None,
@@ -79,6 +88,7 @@ def write_sample(root: str | Path, video_id: str, sample: SyntheticSample, write
             "scene_seed": sample.scene.seed,
             "motion_style": sample.motion.style,
         },
+        extra_maps=extra,
     )
 
 
@@ -91,8 +101,10 @@ def generate_dataset(
     seed: int = 0,
     fps: float = DEFAULT_FPS,
     write_mask: bool = True,
+    modalities: Sequence[str] = (),
 ) -> list[str]:
-    """Write ``num_videos`` synthetic videos (ids ``synth_00000`` ...) and ``dataset.json`` under ``root``.
+    """Write ``num_videos`` synthetic videos (ids ``synth_00000`` ...) and ``dataset.json`` under ``root``; more
+    registered ``modalities`` than pose, depth and normal are rendered and stored too (:func:`write_sample`).
 
     Each video draws its own character, motion and scene seeds from ``seed`` (:func:`video_seeds`); they are
     recorded in its meta.json so a benchmark can pick held-out ones. Returns the video ids."""
@@ -102,6 +114,6 @@ def generate_dataset(
     for i, (character_seed, motion_seed, scene_seed) in enumerate(video_seeds(seed, num_videos)):
         sample = render_sample(character_seed, motion_seed, scene_seed, num_frames, width, height, fps)
         ids.append(f"synth_{i:05d}")
-        write_sample(root, ids[-1], sample, write_mask)
+        write_sample(root, ids[-1], sample, write_mask, modalities)
     write_index(root, ids)
     return ids

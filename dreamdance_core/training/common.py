@@ -249,36 +249,43 @@ def batches(accelerator, dataloader, start: DataPosition) -> Iterator[tuple[int,
 
 def pose_maps(keypoints: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Pixel keypoints ``[..., F, 18, 3]`` (first person) -> rendered pose maps ``[..., F, 3, H, W]`` in -1..1."""
-    from dreamdance_core.pose import PoseSequence, render_poses
+    from dreamdance_core.dataset import render_pose_maps
 
-    flat = keypoints.reshape(-1, *keypoints.shape[-2:]).double().numpy()
-    sequence = PoseSequence.empty(flat.shape[0], 1, (width, height)).replace(body=flat[:, None])
-    images = render_poses(sequence, width, height)  # uint8 [N, H, W, 3]
-    maps = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return maps.reshape(*keypoints.shape[:-2], 3, height, width)
+    maps = render_pose_maps(keypoints.reshape(-1, *keypoints.shape[-2:]).numpy(), (width, height))  # [N, H, W, 3]
+    return torch.from_numpy(maps).permute(0, 3, 1, 2).reshape(*keypoints.shape[:-2], 3, height, width)
 
 
 def collate_clips(items: list[dict]) -> dict[str, Any]:
-    """Stack :class:`dreamdance_core.dataset.ClipDataset` items and render their pose maps (``pose_maps``)."""
+    """Stack :class:`dreamdance_core.dataset.ClipDataset` items (``controls``: name -> ``[b, f, 3, H, W]``, when the
+    items carry control maps) and render their pose maps (``pose_maps``)."""
     batch = {
         key: torch.stack([item[key] for item in items])
         for key in ("reference", "pixel_values", "depth", "normal", "pose", "reference_pose")
     }
+    if "controls" in items[0]:
+        names = items[0]["controls"]
+        batch["controls"] = {name: torch.stack([item["controls"][name] for item in items]) for name in names}
     height, width = batch["pixel_values"].shape[-2:]
-    batch["pose_maps"] = pose_maps(batch["pose"], width, height)
+    batch["pose_maps"] = batch.get("controls", {}).get("pose")
+    if batch["pose_maps"] is None:
+        batch["pose_maps"] = pose_maps(batch["pose"], width, height)
     batch["reference_pose_maps"] = pose_maps(batch["reference_pose"][:, None], width, height)[:, 0]
     batch["video_id"] = [item["video_id"] for item in items]
     return batch
 
 
 def clip_dataset(args: argparse.Namespace, root: str, reference: str = "random"):
-    """The :class:`ClipDataset` the options describe (size, frames, stride, bad-data policy)."""
+    """The :class:`ClipDataset` the options describe (size, frames, stride, bad-data policy, and the control maps of
+    ``args.modalities`` where the script has that option)."""
     from dreamdance_core.dataset import ClipDataset
+    from dreamdance_core.modalities import codecs
+
+    modalities = getattr(args, "modalities", None)  # Stage 2: the controller's; Stage 1 reads no control maps
 
     return ClipDataset(
         root, num_frames=args.num_frames, size=(args.width, args.height), stride=args.frame_stride,
         window_step=args.window_step, reference=reference, policy=args.data_policy,
-        check_images=args.check_images, seed=args.seed,
+        check_images=args.check_images, seed=args.seed, controls=codecs(modalities) if modalities else None,
     )  # fmt: skip
 
 
@@ -527,7 +534,9 @@ def validation_clip(args: argparse.Namespace) -> dict[str, torch.Tensor]:
     """The first clip of the validation set (its first frame as the reference), with its pose maps."""
     root = args.validation_data_dir or args.train_data_dir
     dataset = clip_dataset(argparse.Namespace(**{**vars(args), "num_frames": args.validation_num_frames}), root, "first")
-    return {k: v[0] for k, v in collate_clips([dataset[0]]).items() if k != "video_id"}
+    batch = collate_clips([dataset[0]])
+    return {k: ({n: m[0] for n, m in v.items()} if k == "controls" else v[0]) for k, v in batch.items()
+            if k != "video_id"}  # fmt: skip
 
 
 def freeze_helpers(accelerator, *modules: torch.nn.Module) -> None:

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import torch
 
+from dreamdance_core.modalities import DEFAULT_MODALITIES, ModalityError, check_names
 from dreamdance_core.models.controller import CrossDomainController
 from dreamdance_core.models.svd_controlnet import SVDControlNet
 from dreamdance_core.sampling.stage2 import SVDComponents, edm_denoised
@@ -54,7 +55,6 @@ from .common import (
 WEIGHTS_FOLDER = "weights"
 CHECKPOINT_MODEL_FOLDER = "stage2"
 PRETRAINING_MODEL_FOLDER = "svd_unet"
-MODALITIES = ("pose", "depth", "normal")
 
 OPTIONS = common_options(
     width=512, height=768, num_frames=16, max_train_steps=50000, learning_rate=2e-5, lr_warmup_steps=0, paper="paper"
@@ -76,8 +76,11 @@ OPTIONS = common_options(
            type=float),
     Option("fps", 7, "fps conditioning (time id fps - 1)", type=int),
     Option("motion_bucket_id", 127, "motion bucket conditioning", type=int),
-    Option("control_dropout", [0.1, 0.1, 0.1], "robust conditioning: per-frame drop probability of the pose, "
-           "depth and normal maps", type=float, nargs=3),
+    Option("modalities", None, "control modalities of a new controller, in order (registered in "
+           "dreamdance_core.modalities; default: pose depth normal, or --init_from's controller's own list)",
+           type=str, nargs="+"),
+    Option("control_dropout", [0.1], "robust conditioning: per-frame drop probability of each modality's maps, one "
+           "value for all or one per modality", type=float, nargs="+"),
     Option("validation_max_cfg", 3.0, "validation samples: CFG at the last frame (linear from 1.0)", type=float),
 ]
 
@@ -92,7 +95,28 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
                                "train: give the SVD to continue as --pretrained_svd instead")
     if any(not 0.0 <= p <= 1.0 for p in args.control_dropout):
         raise TrainConfigError(f"--control_dropout values must be in [0, 1], got {args.control_dropout}")
+    if args.modalities is not None:
+        try:
+            args.modalities = list(check_names(args.modalities))
+        except ModalityError as exc:
+            raise TrainConfigError(f"--modalities: {exc}") from None
+        if args.svd_pretraining:
+            raise TrainConfigError("--svd_pretraining trains no controller: leave --modalities out")
+        control_dropout(args)
     return args
+
+
+def control_dropout(args: argparse.Namespace, modalities: Sequence[str] | None = None) -> dict[str, float]:
+    """Modality -> drop probability from ``--control_dropout`` (one value for all, or one per modality) for
+    ``modalities`` (default ``args.modalities``)."""
+    modalities = list(args.modalities if modalities is None else modalities)
+    values = list(args.control_dropout)
+    if len(values) == 1:
+        values = values * len(modalities)
+    if len(values) != len(modalities):
+        raise TrainConfigError(f"--control_dropout has {len(args.control_dropout)} values for the modalities "
+                               f"{modalities}: give one value, or one per modality")  # fmt: skip
+    return dict(zip(modalities, values))
 
 
 # --- models ---------------------------------------------------------------------------------------------------------
@@ -100,7 +124,7 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
 
 def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainController | None, SVDControlNet | None]:
     """SVD parts + the trainable controller and ControlNet (new, or from ``--init_from``; none with
-    ``--svd_pretraining``)."""
+    ``--svd_pretraining``). Sets ``args.modalities`` to the controller's list (empty without one)."""
     from dreamdance_core.loading.svd import load_stage2_control
 
     if args.tiny:
@@ -112,15 +136,23 @@ def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainCon
 
         components = load_svd(args.pretrained_svd)
     if args.svd_pretraining:
+        args.modalities = []
         return components, None, None
     if args.init_from:
         controller, controlnet = load_stage2_control(args.init_from)
+        if args.modalities is not None and list(args.modalities) != list(controller.modalities):
+            raise TrainConfigError(f"--modalities {args.modalities} differ from the modalities of the controller in "
+                                   f"--init_from ({list(controller.modalities)}); leave --modalities out or train a "
+                                   "new controller")  # fmt: skip
+        args.modalities = list(controller.modalities)
     else:
+        args.modalities = list(args.modalities or DEFAULT_MODALITIES)
         torch.manual_seed(args.model_seed)
         factor = 2 ** (len(components.vae.config.block_out_channels) - 1)
         channels = tuple(args.controller_channels)[: factor.bit_length()]  # levels: log2(VAE factor) + 1
         controller = CrossDomainController(
-            modalities=MODALITIES, block_channels=channels, out_channels=components.unet.config.block_out_channels[0],
+            modalities=tuple(args.modalities), block_channels=channels,
+            out_channels=components.unet.config.block_out_channels[0],
             geometry_tokens=args.controller_geometry_tokens,
             attention_heads=args.attention_heads,
         )  # fmt: skip
@@ -179,8 +211,8 @@ def make_inputs(
     augmented = reference + args.noise_aug_strength * torch.randn(reference.shape, generator=generator, device=device)
     image_latents = encode(vae, augmented.to(dtype)).float() * keep.view(b, 1, 1, 1)
     # 3. control maps with robust conditioning (per clip, frame and modality)
-    maps = {"pose": batch["pose_maps"], "depth": batch["depth"], "normal": batch["normal"]}
-    dropout = RobustConditioning(dict(zip(MODALITIES, args.control_dropout)))
+    maps = batch.get("controls", {})  # name -> [b, f, 3, H, W], the controller's modalities (none: pretraining)
+    dropout = RobustConditioning(control_dropout(args, list(maps)))
     controls = {k: v.flatten(0, 1) for k, v in dropout({k: v.to(device) for k, v in maps.items()}, generator).items()}
     c_in = 1.0 / torch.sqrt(sigma**2 + 1.0)
     inputs = {
@@ -237,23 +269,27 @@ def register_hooks(accelerator) -> None:
 
 @torch.no_grad()
 def log_validation(module: Stage2Denoiser, components: SVDComponents, clip: dict, args, accelerator, step: int) -> Path:
-    """Sample the validation clip; ``validation/step-<step>.png`` rows: pose, depth, normal, generated, ground truth."""
-    from dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+    """Sample the validation clip; ``validation/step-<step>.png`` rows: the control maps (the controller's modalities,
+    in order; none when pretraining), generated, ground truth."""
+    from dreamdance_core.pipelines import VideoPipeline
+    from dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
 
-    maps = {"pose": clip["pose_maps"], "depth": clip["depth"], "normal": clip["normal"]}
+    maps = clip.get("controls", {})
     options = Stage2Options(
         width=args.width, height=args.height, num_frames=args.validation_num_frames,
         steps=args.validation_inference_steps, max_cfg=args.validation_max_cfg, fps=args.fps,
         motion_bucket_id=args.motion_bucket_id, noise_aug_strength=args.noise_aug_strength, seed=args.seed,
     )  # fmt: skip
-    control = None if module.controller is None else Stage2Control(module.controller, module.controlnet, maps)
+    pipeline, inputs = components, None  # pretraining: plain SVD
+    if module.controller is not None:
+        pipeline, inputs = VideoPipeline(components, module.controller, module.controlnet), Stage2Inputs(maps)
     was_training = module.unet.training
     module.eval()
     with accelerator.autocast():
-        video = sample_stage2(components, clip["reference"], options, control)
+        video = sample_stage2(pipeline, clip["reference"], inputs, options)
     module.train()
     module.unet.train(was_training)
-    rows = [maps["pose"], maps["depth"], maps["normal"], video, clip["pixel_values"]]
+    rows = [*maps.values(), video, clip["pixel_values"]]
     return write_image_grid(Path(args.output_dir) / "validation" / f"step-{step:06d}.png", [r.cpu() for r in rows])
 
 
