@@ -1,12 +1,12 @@
 """(Re)build the shipped workflows (``workflows/*.json``) and their thumbnails through the real ComfyUI frontend.
 
-    .venv/bin/python scripts/make_workflows.py [name ...]     # default: every workflow below
+    .venv/bin/python -m scripts.make_workflows [name ...]     # from the repository root; default: every workflow
 
-Starts a throw-away ComfyUI with this pack (the test harness in ``tests/comfyui/``), opens its frontend in headless
-Chromium, builds each graph there from the specs below (the frontend creates the nodes, so sockets and widget values
-are exactly what it saves), writes ``JSON.parse(JSON.stringify(app.graph.serialize()))`` (plain ``serialize()``
-leaves ``undefined`` values that the loader's schema rejects once written as JSON) and a same-name ``.jpg``
-thumbnail (ComfyUI's Templates browser shows it). Needs scripts/setup_comfyui.sh to have run.
+Starts a throw-away ComfyUI with this pack (:mod:`scripts.comfyui_harness`, which the real-ComfyUI tests use too),
+opens its frontend in headless Chromium, builds each graph there from the specs below (the frontend creates the nodes,
+so sockets and widget values are exactly what it saves), writes ``JSON.parse(JSON.stringify(app.graph.serialize()))``
+(plain ``serialize()`` leaves ``undefined`` values that the loader's schema rejects once written as JSON) and a
+same-name ``.jpg`` thumbnail (ComfyUI's Templates browser shows it). Needs scripts/setup_comfyui.sh to have run.
 """
 
 from __future__ import annotations
@@ -14,22 +14,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # a script run from anywhere: the harness and the core live in the repository
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from dreamdance_core.dataset import depth_to_unit  # noqa: E402
-from dreamdance_core.demo import stage1_demo, stage2_demo  # noqa: E402
-from dreamdance_core.pose import PoseSequence, render_poses, sample_dance, to_pose_keypoint  # noqa: E402
-from dreamdance_core.synthetic.generate import render_sample  # noqa: E402
-from tests.comfyui.harness import ComfyInstall, ComfyServer, ServerDirs  # noqa: E402
+from dreamdance_core.dataset import depth_to_unit
+from dreamdance_core.demo import stage1_demo, stage2_demo
+from dreamdance_core.pose import PoseSequence, render_poses, sample_dance, to_pose_keypoint
+from dreamdance_core.synthetic.generate import render_sample
+from scripts.comfyui_harness import APP_READY, CHROMIUM, CHROMIUM_ARGS, REPO_ROOT, ComfyInstall, ComfyServer, ServerDirs
 
 WORKFLOWS = REPO_ROOT / "workflows"
 REFERENCE_IMAGE = "dreamdance_reference.png"  # what the shipped LoadImage nodes name; users pick their own
@@ -396,8 +392,6 @@ def write_thumbnail(png: bytes, path: Path) -> int:
 
 def build_all(names: list[str], screenshots: Path | None) -> None:
     from playwright.sync_api import sync_playwright
-
-    from tests.comfyui.conftest import APP_READY, CHROMIUM, CHROMIUM_ARGS
 
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(ComfyInstall.from_env(), ServerDirs(Path(tmp)))

@@ -343,7 +343,7 @@ _COMFY_SCRIPT = textwrap.dedent("""
 
 def _comfyui(mode: str, source: Path, target: Path) -> dict[str, torch.Tensor]:
     """Run ComfyUI's own code on ``source`` in ComfyUI's interpreter (skip where no ComfyUI is installed)."""
-    from tests.comfyui.harness import ComfyInstall
+    from scripts.comfyui_harness import ComfyInstall
 
     install = ComfyInstall.from_env()
     if not (install.python.is_file() and (install.comfy_dir / "comfy" / "supported_models.py").is_file()):

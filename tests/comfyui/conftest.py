@@ -11,20 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.comfyui.harness import ComfyInstall, ComfyServer, ServerDirs, run_setup_script
-
-CHROMIUM = "/usr/bin/chromium"
-# A closed network: without the background-networking flags Chromium keeps trying to reach Google's hosts.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-]
-# The frontend is ready when the app, its graph and canvas exist, the core nodes are registered and the start-up
-# workflow (the default graph, as the tutorial is marked done) has loaded.
-APP_READY = (
-    "() => !!(window.app && app.graph && app.canvas && window.LiteGraph?.registered_node_types?.SaveImage"
-    " && app.graph.nodes.length > 0)"
-)
+from scripts.comfyui_harness import (
+    APP_READY, CHROMIUM, CHROMIUM_ARGS, ComfyInstall, ComfyServer, ServerDirs, run_setup_script,
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

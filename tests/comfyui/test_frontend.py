@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.comfyui.harness import REPO_ROOT, ComfyServer
+from scripts.comfyui_harness import REPO_ROOT, ComfyServer
 from tests.comfyui.workflow_api import ui_workflow_to_api
 
 CORE_EXAMPLE = Path(__file__).parent / "data" / "core_example.json"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.comfyui.harness import (
+from scripts.comfyui_harness import (
     PACK_FOLDER_NAME, REPO_ROOT, ComfyInstall, ComfyServer, PromptFailed, PromptRejected, ServerDirs,
 )
 from tests.comfyui.workflow_api import ui_workflow_to_api

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.comfyui.harness import ComfyServer, PromptFailed, PromptRejected
+from scripts.comfyui_harness import ComfyServer, PromptFailed, PromptRejected
 
 W, H = 64, 96
 SAMPLER = "3"  # the sampling node in the prompts below

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.comfyui.harness import PACK_FOLDER_NAME, REPO_ROOT, ComfyInstall, ComfyServer
+from scripts.comfyui_harness import PACK_FOLDER_NAME, REPO_ROOT, ComfyInstall, ComfyServer
 
 # Importing the pack must not load these: models are built inside the nodes' execute functions.
 HEAVY_MODULES = ("diffusers", "transformers", "accelerate")

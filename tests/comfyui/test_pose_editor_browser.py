@@ -10,7 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.comfyui.harness import ComfyServer
+from scripts.comfyui_harness import ComfyServer
 
 NECK, NECK_COLOR = 1, (255, 85, 0)  # dreamdance_core.pose.schema: joint 1, BODY_COLORS[1]
 DRAG = (40, 30)  # screen pixels

@@ -1,4 +1,6 @@
-"""A real ComfyUI server for the tests: start it with this pack loaded, talk to its HTTP API, stop it.
+"""A real ComfyUI server with this pack loaded: start it, talk to its HTTP API, drive its frontend, stop it.
+
+Used by the tests against real ComfyUI (``tests/comfyui/``) and by ``python -m scripts.make_workflows``.
 
 Standard library only (the tests' interpreter needs nothing extra for the HTTP side). Written against ComfyUI 0.3.75:
 a pack that fails to import does not stop the server (it is only logged, hence the log check), ``/prompt`` answers a
@@ -21,11 +23,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INSTALL = REPO_ROOT / ".comfyui-test"
 # The pack is loaded through a link with a name other than the repository's: it must work whatever its folder is.
 PACK_FOLDER_NAME = "ComfyUI-DreamDance-renamed"
 START_TIMEOUT_S = 180.0
+
+CHROMIUM = "/usr/bin/chromium"
+# A closed network: without the background-networking flags Chromium keeps trying to reach Google's hosts.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+# The frontend is ready when the app, its graph and canvas exist, the core nodes are registered and the start-up
+# workflow (the default graph, as the tutorial is marked done) has loaded.
+APP_READY = (
+    "() => !!(window.app && app.graph && app.canvas && window.LiteGraph?.registered_node_types?.SaveImage"
+    " && app.graph.nodes.length > 0)"
+)
 
 
 class PromptRejected(RuntimeError):
