@@ -7,6 +7,7 @@ from ..dreamdance_core.sampling.schedulers import STAGE2_DEFAULT, STAGE2_SCHEDUL
 from ._common import (
     DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
 )  # fmt: skip
+from .control import CONTROL_MAPS
 from .geometry import PRECISIONS, WINDOWS
 
 VIDEO_MODEL = "DREAMDANCE_VIDEO_MODEL"
@@ -15,7 +16,6 @@ HOW_TO_GET_STAGE2 = (
     "Put a DreamDance Stage-2 weights folder (written by train/stage2.py: controller/, controlnet/) into "
     "ComfyUI/models/dreamdance/."
 )
-MAP_INPUTS = {"pose": "pose_images", "depth": "depth", "normal": "normal"}
 
 
 def _stage2_choices() -> list[str]:
@@ -69,33 +69,8 @@ class DreamDanceVideoModelLoader:
         return (pipeline,)
 
 
-def _control_maps(modalities, given: dict, width: int, height: int, fit: str) -> dict:
-    """Fit the given IMAGE batches to the size (fit policy); a modality left unconnected becomes black (dropped) images.
-
-    Black is exactly what robust-conditioning dropout shows the model in training, so a missing map is "no cue".
-    """
-    import torch
-
-    from ..dreamdance_core.fit import PAD_VALUES
-    from ..dreamdance_core.media import fit_images
-
-    given = {name: image for name, image in given.items() if image is not None}
-    maps = {name: fit_images(comfy_to_core(image), width, height, fit, PAD_VALUES[name])
-            for name, image in given.items()}  # fmt: skip
-    if not maps:
-        raise ValueError("connect at least one control map: pose_images, depth or normal (IMAGE batches)")
-    counts = {name: m.shape[0] for name, m in maps.items()}
-    if len(set(counts.values())) > 1:
-        raise ValueError(f"the control maps disagree on the number of frames: {counts}; give every map one image per frame")
-    unknown = set(maps) - set(modalities)
-    if unknown:
-        raise ValueError(f"this video model has no {sorted(unknown)} input; it was trained on {list(modalities)}")
-    frames = next(iter(counts.values()))
-    return {name: maps.get(name, torch.full((frames, 3, height, width), -1.0)) for name in modalities}
-
-
 class DreamDanceAnimate:
-    """Stage 2: reference image + pose / depth / normal maps -> video frames."""
+    """Stage 2: reference image + control maps (pose / depth / normal inputs, a control-map list) -> video frames."""
 
     CATEGORY = "DreamDance/video"
     RETURN_TYPES = ("IMAGE",)
@@ -145,27 +120,34 @@ class DreamDanceAnimate:
                 "scheduler": (list(STAGE2_SCHEDULERS), {"default": STAGE2_DEFAULT, "tooltip": "Sampler: euler (the "
                               "default; SVD's own), dpm++ 2m karras or dpm++ 2m sde karras (fresh noise every step, "
                               "from the seed); all on SVD's Karras sigmas and v-prediction."}),
+                "control_maps": (CONTROL_MAPS, {"tooltip": "Control maps of any registered modality, each with its "
+                                 "strength, from DreamDance Control Map nodes; with or instead of pose_images, depth "
+                                 "and normal (each modality once). A modality the model was trained on but not given "
+                                 "is black (absent)."}),
             },
         }
 
     def animate(self, video_model, reference, width, height, steps, seed, min_cfg, max_cfg, fps, motion_bucket_id,
                 noise_aug_strength, strength, pose_strength, depth_strength, normal_strength, decode_chunk_size,
-                pose_images=None, depth=None, normal=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE2_DEFAULT):
+                pose_images=None, depth=None, normal=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE2_DEFAULT,
+                control_maps=None):
         from ..dreamdance_core.media import fit_images
+        from ..dreamdance_core.modalities import ControlMap, control_inputs
         from ..dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
         from ..dreamdance_core.sampling.windows import window_indices
 
         pipeline = video_model
-        maps = _control_maps(pipeline.controller.modalities, {"pose": pose_images, "depth": depth, "normal": normal},
-                             width, height, fit)  # fmt: skip
+        own = (("pose", pose_images, pose_strength), ("depth", depth, depth_strength),
+               ("normal", normal, normal_strength))  # fmt: skip
+        given = [ControlMap(name, comfy_to_core(image), s) for name, image, s in own if image is not None]
+        maps, strengths = control_inputs(pipeline.controller.modalities, [*given, *(control_maps or ())], width, height,
+                                         fit)  # fmt: skip
         frames = next(iter(maps.values())).shape[0]
         options = Stage2Options(
             width=width, height=height, num_frames=frames, steps=steps, min_cfg=min_cfg, max_cfg=max_cfg, fps=fps,
             motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength, seed=seed,
             decode_chunk_size=decode_chunk_size, windows=windows, scheduler=scheduler,
         )  # fmt: skip
-        strengths = {"pose": pose_strength, "depth": depth_strength, "normal": normal_strength}
-        strengths = {name: value for name, value in strengths.items() if name in maps}
         callback = progress_callback(steps * len(window_indices(frames, windows)))
         with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
             dtype = pipeline.components.unet.dtype

@@ -172,9 +172,9 @@ def test_reference_and_maps_are_fitted_alike(nodes, monkeypatch, canvas, mode):
                           expect_edge_joint=mode == "pad")  # fmt: skip
 
 
-def test_fit_then_scheduler_are_the_last_inputs_with_their_defaults(nodes):
+def test_fit_then_scheduler_then_control_maps_are_the_last_inputs_with_their_defaults(nodes):
     optional = nodes.DreamDanceAnimate.INPUT_TYPES()["optional"]
-    assert list(optional)[-2:] == ["fit", "scheduler"] and optional["fit"][0] == ("crop", "pad")
+    assert list(optional)[-3:] == ["fit", "scheduler", "control_maps"] and optional["fit"][0] == ("crop", "pad")
     assert optional["scheduler"][1]["default"] == optional["scheduler"][0][0] == "euler"
     assert optional["fit"][1]["default"] == DEFAULT_FIT
 
