@@ -199,8 +199,8 @@ def _animate(args, source: str, poses, geometry, windows):
     rendered at the video size (by the same fit policy as for Stage 1); only depth and normal come from Stage 1's
     smaller size, fitted to the video size.
     """
-    from .fit import PAD_VALUES
-    from .media import fit_images, from_uint8, to_uint8
+    from .media import from_uint8, to_uint8
+    from .modalities import ControlMap, control_inputs
     from .pose import render_poses
     from .sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
     from .sources import WEIGHTS, video_pipeline
@@ -212,17 +212,22 @@ def _animate(args, source: str, poses, geometry, windows):
     scale = 2 if source == WEIGHTS else 1
     width = args.video_width or scale * geometry.depth.shape[-1]
     height = args.video_height or scale * geometry.depth.shape[-2]
-    maps = {"pose": from_uint8(render_poses(poses, width, height, fit=args.fit))}
-    for name in ("depth", "normal"):  # Stage 1's size -> the video size
-        maps[name] = fit_images(getattr(geometry, name).float().cpu(), width, height, args.fit, PAD_VALUES[name])
-    maps = {name: maps[name].to(args.device) for name in video.controller.modalities}
+    # the maps this pipeline has: poses rendered at the video size, Stage 1's depth and normal (fitted to it)
+    have = [ControlMap("pose", from_uint8(render_poses(poses, width, height, fit=args.fit)))]
+    have += [ControlMap(name, getattr(geometry, name).float().cpu()) for name in ("depth", "normal")]
+    modalities = video.controller.modalities
+    lacking = [name for name in modalities if name not in {m.name for m in have}]
+    if lacking:
+        print(f"NOTE: the video model also reads {lacking} maps, which this command line does not make: they are "
+              "absent (black), as robust conditioning trained it to expect")  # fmt: skip
+    maps, strengths = control_inputs(modalities, [m for m in have if m.name in modalities], width, height, args.fit)
+    inputs = Stage2Inputs({name: m.to(args.device) for name, m in maps.items()}, 1.0, strengths)
     options = Stage2Options(width=width, height=height, num_frames=poses.num_frames, steps=args.video_steps,
                             min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows,
                             scheduler=args.video_scheduler)  # fmt: skip
     started = time.perf_counter()
     with _progress("Stage 2 (video)") as callback:
-        frames = sample_stage2(video, _reference(args, width, height).to(args.device), Stage2Inputs(maps), options,
-                               callback)  # fmt: skip
+        frames = sample_stage2(video, _reference(args, width, height).to(args.device), inputs, options, callback)
     print(f"Stage 2: {poses.num_frames} frames at {width}x{height}, {args.video_steps} steps in "
           f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     return to_uint8(frames)
