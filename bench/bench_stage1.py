@@ -46,7 +46,8 @@ def build(size: str, device: str, dtype):
 def measure(args) -> dict:
     import torch
 
-    from dreamdance_core.sampling.stage1 import sample_geometry
+    from dreamdance_core.pipelines import GeometryPipeline
+    from dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
     from dreamdance_core.sampling.windows import WindowOptions
 
     torch.set_num_threads(torch.get_num_threads())
@@ -63,8 +64,8 @@ def measure(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    sample_geometry(model, vae, encoder, reference, poses, steps=args.steps, windows=windows,
-                    generator=torch.Generator().manual_seed(0))
+    sample_geometry(GeometryPipeline(model, vae, encoder), reference, poses,
+                    Stage1Options(steps=args.steps, windows=windows, seed=0))  # fmt: skip
     if args.device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -204,12 +204,10 @@ class Settings:
 
 
 def run_stage1(geometry, case: Case, settings: Settings, guidance: Sequence[float] | None = None):
-    from dreamdance_core.sampling.stage1 import sample_geometry
+    from dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
 
-    return sample_geometry(
-        geometry.model, geometry.vae, geometry.image_encoder, case.reference, case.poses, steps=settings.steps,
-        guidance=tuple(guidance or settings.guidance), generator=torch.Generator().manual_seed(settings.seed),
-    )  # fmt: skip
+    options = Stage1Options(steps=settings.steps, guidance=tuple(guidance or settings.guidance), seed=settings.seed)
+    return sample_geometry(geometry, case.reference, case.poses, options)
 
 
 def stage1_variants(geometry, settings: Settings) -> dict[str, Callable[[Case], object]]:
@@ -231,15 +229,14 @@ def stage1_variants(geometry, settings: Settings) -> dict[str, Callable[[Case], 
 
 
 def run_stage2(video, case: Case, maps: dict[str, torch.Tensor], settings: Settings) -> torch.Tensor:
-    from dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+    from dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
 
     frames, _, height, width = case.rgb.shape
     options = Stage2Options(
         width=width, height=height, num_frames=frames, steps=settings.video_steps, min_cfg=settings.min_cfg,
         max_cfg=settings.max_cfg, seed=settings.seed,
     )  # fmt: skip
-    control = Stage2Control(video.controller, video.controlnet, maps)
-    return sample_stage2(video.components, case.reference, options, control)
+    return sample_stage2(video, case.reference, Stage2Inputs(maps), options)
 
 
 def true_maps(case: Case) -> dict[str, torch.Tensor]:

@@ -244,16 +244,16 @@ def register_hooks(accelerator) -> None:
 def log_validation(model: GeometryDiffusionModel, vae, image_encoder, clip: dict, args, accelerator, step: int) -> Path:
     """Sample the validation clip and write ``validation/step-<step>.png``: rows pose, RGB, normal, depth, and the
     ground truth RGB / normal / depth below."""
-    from dreamdance_core.sampling.stage1 import sample_geometry
+    from dreamdance_core.pipelines import GeometryPipeline
+    from dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
 
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(args.seed)
+    options = Stage1Options(steps=args.validation_inference_steps, guidance=tuple(args.validation_guidance),
+                            seed=args.seed)  # fmt: skip
     with accelerator.autocast():
-        out = sample_geometry(
-            model, vae, image_encoder, clip["reference"][None], clip["pose_maps"],
-            steps=args.validation_inference_steps, guidance=tuple(args.validation_guidance), generator=generator,
-        )  # fmt: skip
+        out = sample_geometry(GeometryPipeline(model, vae, image_encoder), clip["reference"][None], clip["pose_maps"],
+                              options)  # fmt: skip
     model.train(was_training)
     rows = [clip["pose_maps"], out.rgb, out.normal, out.depth, clip["pixel_values"], clip["normal"], clip["depth"]]
     return write_image_grid(Path(args.output_dir) / "validation" / f"step-{step:06d}.png", [r.cpu() for r in rows])
