@@ -19,13 +19,15 @@ memory; ``--keep DIR`` writes the files there and keeps them.
 
 ``--code DIR`` measures the loader of another checkout on the same files (e.g. ``git worktree add /tmp/old <commit>``).
 
-Usage: ``python bench/bench_load_memory.py [--scale 1|0.5] [--dtypes float16,float32] [--keep DIR] [--code DIR]``
+Usage (from the repository root): ``python -m bench.bench_load_memory [--scale 1|0.5] [--dtypes float16,float32]
+[--keep DIR] [--code DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import struct
@@ -115,7 +117,7 @@ def sd15_shapes() -> dict[str, tuple[int, ...]]:
 
     from dreamdance_core.weights import build_empty
     from dreamdance_core.loading.sd15 import SD15_CONFIGS
-    from tests.tiny_sd15 import unet_to_ldm, vae_to_ldm
+    from dreamdance_core.loading.sd15_layout import unet_to_ldm, vae_to_ldm
 
     config = UNet2DConditionModel.load_config(SD15_CONFIGS / "unet")
     unet = build_empty(lambda: UNet2DConditionModel.from_config(config))
@@ -135,11 +137,11 @@ def _rss_anon_mib() -> float:
 
 
 def measure(case: dict) -> dict:
-    """Runs inside the subprocess: one load (or refusal), its time and peak memory."""
-    sys.path.insert(0, case.get("code") or str(ROOT))
+    """Runs inside the subprocess (whose PYTHONPATH picks the checkout): one load (or refusal), its time and peak
+    memory."""
     import torch
 
-    from dreamdance_core.weights import WeightFileError
+    from dreamdance_core.loading import WeightFileError  # this path in every checkout, old or new
     from dreamdance_core.loading.svd import load_svd_single_file
 
     torch.set_num_threads(1)
@@ -176,8 +178,11 @@ def measure(case: dict) -> dict:
 
 
 def run_in_subprocess(case: dict) -> dict:
+    """``measure(case)`` in a fresh interpreter that imports ``dreamdance_core`` from ``case["code"]`` (default: this
+    checkout): this file runs by its path there, so its own folder, not a checkout, is first on the module path."""
+    env = {**os.environ, "PYTHONPATH": case.get("code") or str(ROOT)}
     done = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True,
-                          check=False)  # fmt: skip
+                          check=False, env=env)  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -198,7 +203,6 @@ def main() -> None:
     if args.case:
         print(json.dumps(measure(json.loads(args.case))))
         return
-    sys.path.insert(0, str(ROOT))
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench_load_memory_"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,6 +1,6 @@
 """Figures for the pose layer (CPU): io, rendering, retargeting, interpolation and smoothing speeds.
 
-    .venv/bin/python bench/bench_pose.py [--frames 240]
+    .venv/bin/python -m bench.bench_pose [--frames 240]
 
 Prints milliseconds per call and per frame; no assertion (speed is not a test).
 """

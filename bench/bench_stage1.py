@@ -2,9 +2,9 @@
 
 Prints figures, asserts nothing. Each measurement runs in its own subprocess so peak memory is its own.
 
-    .venv/bin/python bench/bench_stage1.py                 # tiny config, CPU
-    .venv/bin/python bench/bench_stage1.py --size sd15 --frames 2 --steps 1   # SD1.5-sized, random weights
-    .venv/bin/python bench/bench_stage1.py --size sd15 --device cuda          # on a GPU machine
+    .venv/bin/python -m bench.bench_stage1                 # tiny config, CPU
+    .venv/bin/python -m bench.bench_stage1 --size sd15 --frames 2 --steps 1   # SD1.5-sized, random weights
+    .venv/bin/python -m bench.bench_stage1 --size sd15 --device cuda          # on a GPU machine
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main(argv=None):
           f"window={args.window or 'none'}/{args.overlap}")
     print(f"{'frames':>6} {'total s':>9} {'s/frame/step':>13} {'peak MiB':>9} {'ref-UNet calls':>15}")
     for count in frames:
-        command = [sys.executable, __file__, "--one", "--size", args.size, "--device", args.device,
+        command = [sys.executable, "-m", "bench.bench_stage1", "--one", "--size", args.size, "--device", args.device,
                    "--precision", args.precision, "--resolution", *map(str, args.resolution),
                    "--frames", str(count), "--steps", str(args.steps), "--window", str(args.window),
                    "--overlap", str(args.overlap)]

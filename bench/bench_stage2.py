@@ -5,12 +5,12 @@ cross-domain controller + SVD ControlNet (trained-like random weights), reportin
 the controller's time overhead (ratio controlled / plain, same process) and the process's peak RSS.
 
 Cases:
-* ``tiny``: the test-suite tiny SVD (tests/tiny_svd.py), 64x64, 16 and 64 frames with 16-frame windows
-  (overlap 4) and chunked decoding (8 frames) - time/memory growth from 16 to 64 frames;
+* ``tiny``: the tiny SVD of ``dreamdance_core/tiny.py`` (the one the tests use), 64x64, 16 and 64 frames with
+  16-frame windows (overlap 4) and chunked decoding (8 frames) - time/memory growth from 16 to 64 frames;
 * ``svd``: the real SVD-XT 1.1 architecture (shipped configs, ~1.5 B UNet parameters) with random weights, at a
   reduced size (default 128x192, 4 frames, 2 steps) because this machine has 2 shared CPU cores.
 
-Usage: ``python bench/bench_stage2.py [--svd-size 128x192] [--svd-frames 4] [--skip-svd]``
+Usage, from the repository root: ``python -m bench.bench_stage2 [--svd-size 128x192] [--svd-frames 4] [--skip-svd]``
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ def peak_rss_mib() -> float:
 
 def run_case(case: dict) -> dict:
     """Build the parts and time plain vs controlled sampling (runs inside the subprocess)."""
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from dreamdance_core.loading.svd import build_svd_models
@@ -40,32 +39,35 @@ def run_case(case: dict) -> dict:
     from dreamdance_core.models.svd_controlnet import SVDControlNet
     from dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
     from dreamdance_core.sampling.windows import WindowOptions
-    from tests.tiny_svd import control_maps, randomize_, reference_image, tiny_components, tiny_controller
+    from dreamdance_core.tiny import tiny_controller, tiny_svd_components
 
     torch.set_num_threads(case["threads"])
     torch.manual_seed(0)
     with torch.no_grad():
         if case["config"] == "tiny":
-            components, controller = tiny_components(), tiny_controller()
+            components, controller = tiny_svd_components(), tiny_controller()
         else:
             components = build_svd_models()
             controller = CrossDomainController()
         for model in (components.unet, components.vae, components.image_encoder):
             model.eval()
         controlnet = SVDControlNet.from_unet(components.unet).eval()
-        randomize_(controlnet.controlnet_down_blocks, scale=0.01)
-        randomize_(controlnet.controlnet_mid_block, scale=0.01)
-        randomize_(controller.geometry, scale=0.01)
+        generator = torch.Generator().manual_seed(4)
+        for module in (controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block, controller.geometry):
+            for parameter in module.parameters():  # trained-like: the zero-initialised links no longer zero
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.01)
     built_rss = peak_rss_mib()
     width, height, frames = case["width"], case["height"], case["frames"]
     windows = WindowOptions(length=16, overlap=4) if case["windows"] else None
     options = Stage2Options(width=width, height=height, num_frames=frames, steps=case["steps"], max_cfg=2.5,
                             decode_chunk_size=8, windows=windows)
-    reference = reference_image(width, height)
+    generator = torch.Generator().manual_seed(5)  # random reference and control maps in -1..1
+    reference = torch.rand(1, 3, height, width, generator=generator) * 2 - 1
+    maps = {name: torch.rand(frames, 3, height, width, generator=generator) * 2 - 1 for name in controller.modalities}
     result = dict(case, built_rss_mib=built_rss)
     for label, control in (
         ("plain", None),
-        ("controlled", Stage2Control(controller, controlnet, control_maps(frames, width=width, height=height))),
+        ("controlled", Stage2Control(controller, controlnet, maps)),
     ):
         start = time.perf_counter()
         sample_stage2(components, reference, options, control)
@@ -79,7 +81,8 @@ def run_case(case: dict) -> dict:
 
 def spawn(case: dict) -> dict:
     output = subprocess.run(
-        [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, cwd=ROOT, check=False
+        [sys.executable, "-m", "bench.bench_stage2", "--case", json.dumps(case)],
+        capture_output=True, text=True, cwd=ROOT, check=False,
     )
     if output.returncode:
         raise RuntimeError(f"case {case} failed:\n{output.stderr[-3000:]}")
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
         return
-    print("CPU, fp32, random weights; each line is one fresh process. Tiny = tests/tiny_svd.py config.")
+    print("CPU, fp32, random weights; each line is one fresh process. Tiny = dreamdance_core/tiny.py's SVD.")
     tiny = dict(config="tiny", width=64, height=64, steps=2, windows=True, threads=args.threads)
     grown = [spawn(dict(tiny, frames=frames)) for frames in (16, 64)]
     for result in grown:

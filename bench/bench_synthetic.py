@@ -2,7 +2,7 @@
 
 The CPU time (this process) is the steadier figure on a shared machine.
 
-Run: .venv/bin/python bench/bench_synthetic.py [--frames 16]
+Run: .venv/bin/python -m bench.bench_synthetic [--frames 16]
 """
 
 from __future__ import annotations

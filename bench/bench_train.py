@@ -4,7 +4,7 @@ Runs ``train/stage1.py --config train/configs/stage1_tiny.yaml`` for each paper 
 ``stage2_tiny.yaml``, on a synthetic dataset and prints, per run, the steady-state steps per second (first step excluded) and the peak memory that the script
 logs in ``logs.jsonl`` (resident set size on a CPU, CUDA allocator peak on a GPU), plus the first and last losses.
 
-    python bench/bench_train.py [--steps 20] [--width 64 --height 96 --num_frames 4] [--threads 1]
+    python -m bench.bench_train [--steps 20] [--width 64 --height 96 --num_frames 4] [--threads 1]
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ mean squared error over latent elements. Beside it, two estimates that need no m
 Rows: the SVD UNet alone (plain image-to-video, as ``--svd_pretraining`` trains it) and, for a Stage-2 weights
 folder, the UNet with the controller and ControlNet given the exact pose, depth and normal maps.
 
-    .venv/bin/python bench/denoiser_error.py --stage2 dreamdance_core/demo/stage2
-    .venv/bin/python bench/denoiser_error.py --svd runs/svd_pretrained/weights --sigmas 0.5 2 20
+    .venv/bin/python -m bench.denoiser_error --stage2 dreamdance_core/demo/stage2
+    .venv/bin/python -m bench.denoiser_error --svd runs/svd_pretrained/weights --sigmas 0.5 2 20
 
 Same held-out cases as ``bench/quality.py`` (``--seed``); prints a table, asserts nothing.
 """
@@ -22,17 +22,12 @@ Same held-out cases as ``bench/quality.py`` (``--seed``); prints a table, assert
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]  # bench/ runs as scripts (train/stage2.py's make_inputs: dreamdance_core.training)
-
-from bench.quality import HELD_OUT_SEED, Case, held_out_cases  # noqa: E402 - bench/ runs as scripts
+from bench.quality import HELD_OUT_SEED, Case, held_out_cases
 
 DEFAULT_SIGMAS = (0.1, 0.5, 1.0, 2.0, 5.0, 20.0)
 

@@ -25,9 +25,9 @@ master seed ``HELD_OUT_SEED`` (``--seed``); a training set made by ``generate_da
 ``video_seeds(S, n)``. Before anything runs, the held-out character and motion seeds are checked against the
 training master seed and video count (``--train-seed``, ``--train-videos``): the run stops if any is shared.
 
-    .venv/bin/python bench/quality.py --tiny                                # tiny random models: plumbing, < 1 min
-    .venv/bin/python bench/quality.py --stage1 dreamdance_core/demo/stage1  # a Stage-1 weights folder
-    .venv/bin/python bench/quality.py --stage1 <folder> --stage2 <folder> --cases 8 --frames 8
+    .venv/bin/python -m bench.quality --tiny                                # tiny random models: plumbing, < 1 min
+    .venv/bin/python -m bench.quality --stage1 dreamdance_core/demo/stage1  # a Stage-1 weights folder
+    .venv/bin/python -m bench.quality --stage1 <folder> --stage2 <folder> --cases 8 --frames 8
 """
 
 from __future__ import annotations

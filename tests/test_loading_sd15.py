@@ -12,12 +12,11 @@ from safetensors.torch import load_file, save_file
 
 from dreamdance_core.loading import WeightFileError
 from dreamdance_core.loading.sd15 import SD15_CONFIGS, load_sd15_unet, load_sd15_vae
+from dreamdance_core.loading.sd15_layout import unet_to_ldm, vae_to_ldm
 from tests.tiny_sd15 import (
     state_dicts_equal,
     tiny_unet,
     tiny_vae,
-    unet_to_ldm,
-    vae_to_ldm,
     write_diffusers_folder,
     write_ldm_single_file,
 )

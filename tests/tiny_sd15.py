@@ -3,16 +3,14 @@
 * builders: :func:`tiny_unet`, :func:`tiny_vae`, :func:`tiny_clip_vision` (random weights, CPU, milliseconds);
 * formats: :func:`write_diffusers_folder` (a diffusers SD1.5 folder), :func:`write_ldm_single_file` (a single-file
   checkpoint in the original LDM layout, as in ComfyUI's ``models/checkpoints``), :func:`write_clip_vision_folder`;
-* test-only converters diffusers -> LDM (:func:`unet_to_ldm`, :func:`vae_to_ldm`). diffusers only ships the other
-  direction (``diffusers.loaders.single_file_utils``); these are its inverse, for any number of blocks and any
-  ``layers_per_block``, and ``tests/test_loading_sd15.py`` checks them by a bit-exact round trip through
-  ``from_single_file``.
+* the converters diffusers -> LDM (:func:`unet_to_ldm`, :func:`vae_to_ldm`) live in
+  :mod:`dreamdance_core.loading.sd15_layout` (a benchmark writes SD1.5 files with them too);
+  ``tests/test_loading_sd15.py`` checks them by a bit-exact round trip through ``from_single_file``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Mapping
 
@@ -21,108 +19,8 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPVisionModelWithProjection
 
+from dreamdance_core.loading.sd15_layout import unet_to_ldm, vae_to_ldm
 from dreamdance_core.tiny import CROSS_ATTENTION_DIM, tiny_clip_vision, tiny_unet, tiny_vae  # noqa: F401 (re-exported)
-
-LDM_UNET_PREFIX = "model.diffusion_model."
-LDM_VAE_PREFIX = "first_stage_model."
-
-StateDict = dict[str, torch.Tensor]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# diffusers -> LDM key names (inverse of convert_ldm_unet_checkpoint / convert_ldm_vae_checkpoint)
-# ----------------------------------------------------------------------------------------------------------------
-
-_UNET_TOP_LEVEL = {
-    "time_embedding.linear_1": "time_embed.0",
-    "time_embedding.linear_2": "time_embed.2",
-    "conv_in": "input_blocks.0.0",
-    "conv_norm_out": "out.0",
-    "conv_out": "out.2",
-}
-_UNET_RESNET = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "time_emb_proj": "emb_layers.1",
-    "conv_shortcut": "skip_connection",
-}
-_VAE_ATTENTION = {
-    "group_norm": "norm",
-    "to_q": "q",
-    "to_k": "k",
-    "to_v": "v",
-    "to_out.0": "proj_out",
-}
-
-
-def _rename_first(name: str, table: Mapping[str, str]) -> str:
-    """Replace the leading module path of ``name`` by its entry in ``table`` (exact dotted-prefix match)."""
-    for old, new in table.items():
-        if name.startswith(old + "."):
-            return new + name[len(old):]
-    raise KeyError(name)
-
-
-def _unet_layer(kind: str, rest: str) -> str:
-    """Inside an LDM input/output block: slot 0 is the resnet (renamed parts), slot 1 the transformer (same names)."""
-    return f"0.{_rename_first(rest, _UNET_RESNET)}" if kind == "resnets" else f"1.{rest}"
-
-
-def _unet_key_to_ldm(key: str, unet: UNet2DConditionModel) -> str:
-    """One diffusers UNet key -> its LDM name (``input_blocks`` / ``middle_block`` / ``output_blocks``)."""
-    per_block = unet.config.layers_per_block + 1  # resnets (+ attentions) then one downsampler / upsampler
-    has_attention = [hasattr(block, "attentions") for block in unet.up_blocks]
-    if match := re.match(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
-        block, kind, layer, rest = int(match[1]), match[2], int(match[3]), match[4]
-        return f"input_blocks.{1 + block * per_block + layer}.{_unet_layer(kind, rest)}"
-    if match := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
-        return f"input_blocks.{1 + int(match[1]) * per_block + unet.config.layers_per_block}.0.op.{match[2]}"
-    if match := re.match(r"mid_block\.resnets\.(\d+)\.(.*)", key):
-        return f"middle_block.{2 * int(match[1])}.{_rename_first(match[2], _UNET_RESNET)}"
-    if match := re.match(r"mid_block\.attentions\.0\.(.*)", key):
-        return f"middle_block.1.{match[1]}"
-    if match := re.match(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
-        block, kind, layer, rest = int(match[1]), match[2], int(match[3]), match[4]
-        return f"output_blocks.{block * per_block + layer}.{_unet_layer(kind, rest)}"
-    if match := re.match(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", key):
-        block = int(match[1])
-        slot = 2 if has_attention[block] else 1
-        return f"output_blocks.{block * per_block + unet.config.layers_per_block}.{slot}.conv.{match[2]}"
-    return _rename_first(key, _UNET_TOP_LEVEL)
-
-
-def unet_to_ldm(unet: UNet2DConditionModel) -> StateDict:
-    """The UNet's weights under LDM names, prefixed ``model.diffusion_model.`` (as in SD1.x single files)."""
-    return {LDM_UNET_PREFIX + _unet_key_to_ldm(k, unet): v.clone() for k, v in unet.state_dict().items()}
-
-
-def _vae_key_to_ldm(key: str, num_blocks: int) -> str:
-    """One diffusers AutoencoderKL key -> its LDM name (the decoder's up blocks are numbered in reverse)."""
-    key = re.sub(r"\.conv_norm_out\.", ".norm_out.", key)
-    key = re.sub(r"^encoder\.down_blocks\.(\d+)\.resnets\.", r"encoder.down.\1.block.", key)
-    key = re.sub(r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample.", key)
-    key = re.sub(r"^decoder\.up_blocks\.(\d+)\.", lambda m: f"decoder.up_blocks.{num_blocks - 1 - int(m[1])}.", key)
-    key = re.sub(r"^decoder\.up_blocks\.(\d+)\.resnets\.", r"decoder.up.\1.block.", key)
-    key = re.sub(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", r"decoder.up.\1.upsample.", key)
-    key = re.sub(r"\.mid_block\.resnets\.(\d+)\.", lambda m: f".mid.block_{int(m[1]) + 1}.", key)
-    if match := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)", key):
-        return f"{match[1]}.mid.attn_1.{_rename_first(match[2], _VAE_ATTENTION)}"
-    return key.replace(".conv_shortcut.", ".nin_shortcut.")
-
-
-def vae_to_ldm(vae: AutoencoderKL, prefix: str = LDM_VAE_PREFIX) -> StateDict:
-    """The VAE's weights under LDM names; attention projections as 1x1 convs ``[c, c, 1, 1]`` like the originals."""
-    num_blocks = len(vae.config.block_out_channels)
-    ldm = {}
-    for key, value in vae.state_dict().items():
-        name = _vae_key_to_ldm(key, num_blocks)
-        if re.search(r"\.attn_1\.(q|k|v|proj_out)\.weight$", name):
-            value = value[:, :, None, None]
-        ldm[prefix + name] = value.clone()
-    return ldm
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # files on disk
