@@ -21,6 +21,13 @@ after which ``train/prepare_data.py convert --modalities pose depth normal silho
 (``generate_dataset(..., modalities=["silhouette"])``), ``train/stage2.py --modalities pose depth normal silhouette``
 and the DreamDance Control Map node (its modality list) know it, with no edit to them, the controller or the sampler.
 
+Plug-ins reach every process (a training run, the command line, ComfyUI) without an edit anywhere: a function
+``register_modalities(registry)`` that calls ``registry.register(...)`` (``registry`` is this module, so the codec
+classes are ``registry.ImageCodec`` / ``registry.MapCodec``; inside ComfyUI this package is imported under the pack's
+name, so plug-ins use the module they are given rather than importing ``dreamdance_core``), named either by an entry
+point of the group ``dreamdance.modalities`` of an installed package, or as ``package.module:function`` in the
+environment variable ``DREAMDANCE_MODALITIES`` (comma-separated). They are loaded once, when the registry is first read.
+
 A control map that is *absent* (not given, dropped by robust conditioning, strength 0) is black for every modality
 (:data:`dreamdance_core.robust_conditioning.ABSENT_VALUE`); ``pad_value`` is what "nothing there" is inside a given
 map (the bars when a map of another aspect ratio is fitted by padding: mid-grey for normals, black for the others).
@@ -32,7 +39,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from .dataset import DEPTH, FRAMES, MASK, NORMAL, POSE, MapCodec, depth_to_unit
+from .dataset import DEPTH, FRAMES, MASK, NORMAL, POSE, ImageCodec, MapCodec, PoseCodec, depth_to_unit
 from .fit import PAD_VALUES
 
 if TYPE_CHECKING:
@@ -40,6 +47,10 @@ if TYPE_CHECKING:
 
 DEFAULT_MODALITIES: tuple[str, ...] = ("pose", "depth", "normal")
 """The paper's control maps, in the controller's order."""
+PLUGIN_ENVIRONMENT = "DREAMDANCE_MODALITIES"
+PLUGIN_ENTRY_POINTS = "dreamdance.modalities"
+__all__ = ["DEFAULT_MODALITIES", "ControlMap", "ImageCodec", "MapCodec", "Modality", "ModalityError", "PoseCodec",
+           "add_control_map", "codecs", "control_inputs", "estimator", "get", "load_plugins", "names", "register"]
 
 Estimator = Callable[..., Any]
 """``fn(video: dreamdance_core.estimators.VideoFrames, *values of the modalities it requires) -> values``."""
@@ -82,6 +93,7 @@ class Modality:
 
 
 _REGISTRY: dict[str, Modality] = {}
+_PLUGINS_LOADED = False
 _RESERVED = {FRAMES.where, MASK.where, "meta.json"}  # places in a video folder that are not control maps
 
 
@@ -103,6 +115,31 @@ def register(modality: Modality, replace: bool = False) -> Modality:
     return modality
 
 
+def load_plugins(force: bool = False) -> None:
+    """Call the plug-ins' ``register_modalities(registry)`` once (``force``: again): the ``package.module:function``
+    entries of ``$DREAMDANCE_MODALITIES`` (comma-separated), then the entry points of ``dreamdance.modalities``."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED and not force:
+        return
+    _PLUGINS_LOADED = True
+    import os
+    import sys
+    from importlib.metadata import entry_points
+
+    this = sys.modules[__name__]
+    specs = [spec.strip() for spec in os.environ.get(PLUGIN_ENVIRONMENT, "").split(",") if spec.strip()]
+    for spec in specs:
+        module_name, _, function = spec.partition(":")
+        try:
+            plugin = getattr(importlib.import_module(module_name), function or "register_modalities")
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ModalityError(f"${PLUGIN_ENVIRONMENT} names {spec!r}, which cannot be loaded ({exc}); give "
+                                "package.module:function") from None  # fmt: skip
+        plugin(this)
+    for entry in entry_points(group=PLUGIN_ENTRY_POINTS):
+        entry.load()(this)
+
+
 def unregister(name: str) -> None:
     """Remove a modality (tests; the default ones can be registered again with :func:`register_defaults`)."""
     get(name)
@@ -111,11 +148,13 @@ def unregister(name: str) -> None:
 
 def names() -> tuple[str, ...]:
     """The registered modality names, in registration order (the defaults first)."""
+    load_plugins()
     return tuple(_REGISTRY)
 
 
 def get(name: str) -> Modality:
     """The registered modality ``name``; the error lists the registered names."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -127,7 +166,7 @@ def check_names(modalities: Sequence[str]) -> tuple[str, ...]:
     """``modalities`` as a tuple, each registered and named once."""
     modalities = tuple(modalities)
     if not modalities:
-        raise ModalityError(f"give at least one modality; registered: {list(_REGISTRY)}")
+        raise ModalityError(f"give at least one modality; registered: {list(names())}")
     if len(set(modalities)) != len(modalities):
         raise ModalityError(f"each modality may be named once, got {list(modalities)}")
     for name in modalities:
@@ -142,7 +181,7 @@ def codecs(modalities: Sequence[str]) -> dict[str, MapCodec]:
 
 def pad_value(name: str) -> float:
     """The pad value of ``name``; a modality the registry does not know (a controller trained elsewhere) pads black."""
-    return _REGISTRY[name].pad_value if name in _REGISTRY else -1.0
+    return get(name).pad_value if name in names() else -1.0
 
 
 def estimator(name: str, spec: str | None, options: Mapping[str, Any] | None = None) -> Estimator:
