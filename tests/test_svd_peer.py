@@ -134,3 +134,21 @@ def test_a_tensor_reference_of_another_size_is_embedded_as_given_and_resized_for
     assert not torch.allclose(embeds, encode_clip_image(parts.image_encoder, resized), atol=1e-4)
     fixed = dataclasses.replace(parts, image_encoder=FixedEmbedding(parts.image_encoder, embeds))
     torch.testing.assert_close(frames, sample(fixed, resized, opts), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["euler", "dpm++ 2m karras"])  # the deterministic Stage-2 scheduler choices
+def test_each_scheduler_choice_gives_the_pipelines_video_with_that_scheduler(parts, name):
+    """The sampler's loop around any offered scheduler is the pipeline's loop around it (the stochastic choice draws
+    its step noise after the latents from our generator, which the pipeline cannot replay)."""
+    from transformers import CLIPImageProcessor
+
+    from dreamdance_core.sampling.schedulers import stage2_scheduler
+
+    peer = StableVideoDiffusionPipeline(vae=parts.vae, image_encoder=parts.image_encoder, unet=parts.unet,
+                                        scheduler=stage2_scheduler(name, parts.scheduler_config),
+                                        feature_extractor=CLIPImageProcessor())  # fmt: skip
+    image, opts = pil_reference(), options(scheduler=name)
+    expected = pipeline_frames(peer, image, opts, (1, 3, H, W))
+    torch.testing.assert_close(sample(parts, image, opts), expected, rtol=0, atol=1e-5)
+    if name != "euler":
+        assert not torch.allclose(expected, sample(parts, image, options()), atol=1e-3)

@@ -19,5 +19,6 @@ ProgressCallback = Callable[[int, int, Any], None]
 
 class Sampler(Protocol):
     def __call__(
-        self, pipeline: Any, reference: Any, inputs: Any, options: Any = None, callback: Optional[ProgressCallback] = None
+        self, pipeline: Any, reference: Any, inputs: Any, options: Any = None,
+        callback: Optional[ProgressCallback] = None,
     ) -> Any: ...

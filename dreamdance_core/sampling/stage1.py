@@ -1,10 +1,10 @@
 """Stage-1 sampler: reference image + rendered poses -> per-frame RGB, normal and depth (paper section 4.1).
 
 Algorithm: DDIM by default (or another scheduler of :mod:`.schedulers`: Euler, Euler ancestral, DPM++ 2M) over
-joint RGB/normal/depth latents laid out as ``[domains, frames, 4, h, w]``; at every step the frames are denoised in overlapping windows
-(:mod:`.windows`) and each domain gets its own guidance scale (multi-domain CFG, :mod:`.guidance`). The reference
-UNet runs once per call; the pose guider once per call; conditional and unconditional branches share one forward
-(``cfg_batch=True``) unless memory asks otherwise.
+joint RGB/normal/depth latents laid out as ``[domains, frames, 4, h, w]``; at every step the frames are denoised in
+overlapping windows (:mod:`.windows`) and each domain gets its own guidance scale (multi-domain CFG,
+:mod:`.guidance`). The reference UNet runs once per call; the pose guider once per call; conditional and
+unconditional branches share one forward (``cfg_batch=True``) unless memory asks otherwise.
 """
 
 from __future__ import annotations

@@ -39,8 +39,7 @@ import torch
 from ..autoencoder import decode, encode
 from ..geometry import latent_preview
 from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
-from ..models.controller import ControlMapError, CrossDomainController
-from ..models.svd_controlnet import SVDControlNet
+from ..models.controller import ControlMapError
 from ..pipelines import SVDComponents, VideoPipeline
 from .guidance import classifier_free_guidance, linear_frame_scales
 from .schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS, stage2_scheduler
@@ -60,7 +59,7 @@ class Stage2Inputs:
     ``strength`` scales all ControlNet residuals; 0 is plain SVD and skips the controller and the ControlNet.
     ``modality_strengths`` blends each modality between its black map (0: as if the map were absent, what robust
     conditioning trained the model on) and the given map (1, the default for missing names); see
-    :meth:`CrossDomainController.encode`.
+    :meth:`~dreamdance_core.models.controller.CrossDomainController.encode`.
     """
 
     maps: Mapping[str, torch.Tensor]
@@ -90,7 +89,8 @@ class Stage2Options:
 
     def __post_init__(self):
         if self.scheduler not in STAGE2_SCHEDULERS:
-            raise Stage2InputError(f"unknown Stage-2 scheduler {self.scheduler!r}; choose one of {list(STAGE2_SCHEDULERS)}")
+            choices = list(STAGE2_SCHEDULERS)
+            raise Stage2InputError(f"unknown Stage-2 scheduler {self.scheduler!r}; choose one of {choices}")
         if self.num_frames < 1:
             raise Stage2InputError(f"num_frames must be at least 1, got {self.num_frames}")
         if self.steps < 1:
