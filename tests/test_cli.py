@@ -193,3 +193,24 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return a.shape == b.shape and torch.equal(a, b)
+
+
+def test_scheduler_flags_reach_both_samplers(tmp_path, monkeypatch):
+    from dreamdance_core.__main__ import parse_args
+    from dreamdance_core.sampling import stage1
+
+    defaults = parse_args([])
+    assert (defaults.scheduler, defaults.video_scheduler) == ("ddim", "euler")  # each stage's scheduler from before
+    seen_stage1, sample_geometry = {}, stage1.sample_geometry
+
+    def spy(pipeline, reference, inputs, options, callback=None):
+        seen_stage1["options"] = options
+        return sample_geometry(pipeline, reference, inputs, options, callback)
+
+    monkeypatch.setattr(stage1, "sample_geometry", spy)
+    seen = _capture_stage2(monkeypatch)
+    assert main(["--frames", "2", "--steps", "1", "--video-steps", "1", "--scheduler", "dpm++ 2m",
+                 "--video-scheduler", "dpm++ 2m karras", "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+    assert seen_stage1["options"].scheduler == "dpm++ 2m" and seen["options"].scheduler == "dpm++ 2m karras"
+    with pytest.raises(SystemExit):
+        parse_args(["--video-scheduler", "ddim"])  # not one of Stage 2's
