@@ -8,7 +8,7 @@ from tests.node_stubs import comfy_stubs, import_pack  # noqa: F401  (comfy_stub
 
 EXPECTED = {
     "DreamDanceGeometryModelLoader", "DreamDanceWindowOptions", "DreamDancePoseToGeometry", "DreamDanceGeometryPreview",
-    "DreamDanceVideoModelLoader", "DreamDanceAnimate",
+    "DreamDanceVideoModelLoader", "DreamDanceAnimate", "DreamDanceControlMap",
 }  # fmt: skip
 
 
