@@ -37,7 +37,8 @@ def run_case(case: dict) -> dict:
     from dreamdance_core.loading.svd import build_svd_models
     from dreamdance_core.models.controller import CrossDomainController
     from dreamdance_core.models.svd_controlnet import SVDControlNet
-    from dreamdance_core.sampling.stage2 import Stage2Control, Stage2Options, sample_stage2
+    from dreamdance_core.pipelines import VideoPipeline
+    from dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
     from dreamdance_core.sampling.windows import WindowOptions
     from dreamdance_core.tiny import tiny_controller, tiny_svd_components
 
@@ -65,12 +66,12 @@ def run_case(case: dict) -> dict:
     reference = torch.rand(1, 3, height, width, generator=generator) * 2 - 1
     maps = {name: torch.rand(frames, 3, height, width, generator=generator) * 2 - 1 for name in controller.modalities}
     result = dict(case, built_rss_mib=built_rss)
-    for label, control in (
-        ("plain", None),
-        ("controlled", Stage2Control(controller, controlnet, maps)),
+    for label, pipeline, inputs in (
+        ("plain", components, None),
+        ("controlled", VideoPipeline(components, controller, controlnet), Stage2Inputs(maps)),
     ):
         start = time.perf_counter()
-        sample_stage2(components, reference, options, control)
+        sample_stage2(pipeline, reference, inputs, options)
         seconds = time.perf_counter() - start
         result[f"{label}_s"] = seconds
         result[f"{label}_s_per_frame_step"] = seconds / (frames * case["steps"])
