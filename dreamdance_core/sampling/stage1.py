@@ -23,6 +23,7 @@ from .guidance import multi_domain_cfg
 from .schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS, check_scheduler_name, stage1_scheduler
 from .windows import WindowOptions, blend_windows, window_indices
 
+from ..validation import InputError, check_cfg, check_images, check_int, check_steps
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
 
 SD15_DDIM_CONFIG = SD15_NOISE_SCHEDULE  # SD1.5's training noise schedule, "trailing" timestep spacing
@@ -53,13 +54,15 @@ class Stage1Options:
     decode_chunk_size: int = 8
 
     def __post_init__(self):
-        object.__setattr__(self, "guidance", tuple(float(w) for w in self.guidance))
-        if len(self.guidance) != NUM_DOMAINS:
-            raise ValueError(f"guidance needs {NUM_DOMAINS} scales (rgb, normal, depth), got {len(self.guidance)}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.decode_chunk_size < 1:
-            raise ValueError(f"decode_chunk_size must be at least 1, got {self.decode_chunk_size}")
+        if not isinstance(self.guidance, (tuple, list)) or len(self.guidance) != NUM_DOMAINS:
+            raise InputError(f"guidance needs {NUM_DOMAINS} scales (rgb, normal, depth), got {self.guidance!r:.60}; "
+                             "give three numbers")  # fmt: skip
+        object.__setattr__(self, "guidance", tuple(check_cfg(f"Stage-1 cfg ({name})", w)
+                                                   for name, w in zip(("rgb", "normal", "depth"), self.guidance)))
+        object.__setattr__(self, "steps", check_steps("Stage-1 steps", self.steps))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, -(2**63), 2**64 - 1, "give a whole-number seed"))
+        object.__setattr__(self, "decode_chunk_size", check_int("decode_chunk_size", self.decode_chunk_size, 1, None,
+                                                                "give at least 1 frame per VAE decode"))
         check_scheduler_name(self.scheduler, STAGE1_SCHEDULERS, "Stage-1")
 
 
@@ -83,8 +86,7 @@ def _check_images(name: str, images: torch.Tensor) -> None:
             f"{name} is {width}x{height} (W x H); both sides must be multiples of 8 for the VAE - resize to e.g. "
             f"{width // 8 * 8}x{height // 8 * 8}"
         )
-    if not torch.isfinite(images).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+    check_images(name, images)
 
 
 def _check_reference(reference: ReferenceImage) -> ReferenceImage:
@@ -97,8 +99,7 @@ def _check_reference(reference: ReferenceImage) -> ReferenceImage:
         raise ValueError(f"reference image must be [1, 3, H, W] in -1..1 or a PIL image, got {tuple(reference.shape)}")
     if reference.shape[0] != 1:
         raise ValueError(f"one reference image per video, got {reference.shape[0]}")
-    if not torch.isfinite(reference).all():
-        raise ValueError("reference image contains NaN or infinite values")
+    check_images("reference image", reference)
     return reference
 
 

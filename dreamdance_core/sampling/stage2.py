@@ -45,10 +45,14 @@ from .guidance import classifier_free_guidance, linear_frame_scales
 from .schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS, stage2_scheduler
 from .windows import WindowOptions, blend_windows, window_indices
 
+from ..validation import (
+    MAX_FPS, MAX_MOTION_BUCKET, MAX_NOISE_AUG, InputError, check_cfg, check_frames, check_images, check_int, check_number,
+    check_size, check_steps, check_strength,
+)  # fmt: skip
 ProgressCallback = Callable[[int, int, "torch.Tensor | None"], None]
 
 
-class Stage2InputError(ValueError):
+class Stage2InputError(InputError):
     """Inputs of the Stage-2 sampler that cannot work together (sizes, frame counts, options)."""
 
 
@@ -91,16 +95,28 @@ class Stage2Options:
         if self.scheduler not in STAGE2_SCHEDULERS:
             choices = list(STAGE2_SCHEDULERS)
             raise Stage2InputError(f"unknown Stage-2 scheduler {self.scheduler!r}; choose one of {choices}")
-        if self.num_frames < 1:
-            raise Stage2InputError(f"num_frames must be at least 1, got {self.num_frames}")
-        if self.steps < 1:
-            raise Stage2InputError(f"steps must be at least 1, got {self.steps}")
-        if self.width < 8 or self.height < 8 or self.width % 8 or self.height % 8:
-            raise Stage2InputError(f"width and height must be positive multiples of 8, got {self.width}x{self.height}")
-        if self.decode_chunk_size < 1:
-            raise Stage2InputError(f"decode_chunk_size must be at least 1, got {self.decode_chunk_size}")
-        if self.fps < 1:
-            raise Stage2InputError(f"fps must be at least 1 (SVD is conditioned on fps - 1), got {self.fps}")
+        try:
+            fixed = self._checked()
+        except InputError as error:  # one type for this sampler's refusals (a subclass of InputError)
+            raise Stage2InputError(str(error)) from None
+        for key, value in fixed.items():
+            object.__setattr__(self, key, value)
+
+    def _checked(self) -> dict:
+        fixed = {
+            "num_frames": check_frames("num_frames", self.num_frames),
+            "steps": check_steps("steps", self.steps),
+            "min_cfg": check_cfg("min_cfg", self.min_cfg),
+            "max_cfg": check_cfg("max_cfg", self.max_cfg),
+            "fps": check_int("fps", self.fps, 1, MAX_FPS, f"give 1..{MAX_FPS} (SVD is conditioned on fps - 1)"),
+            "motion_bucket_id": check_int("motion_bucket_id", self.motion_bucket_id, 0, MAX_MOTION_BUCKET),
+            "noise_aug_strength": check_number("noise_aug_strength", self.noise_aug_strength, 0.0, MAX_NOISE_AUG),
+            "seed": check_int("seed", self.seed, -(2**63), 2**64 - 1, "give a whole-number seed"),
+            "decode_chunk_size": check_int("decode_chunk_size", self.decode_chunk_size, 1, None,
+                                           "give at least 1 frame per VAE decode"),  # fmt: skip
+        }
+        fixed["width"], fixed["height"] = check_size(self.width, self.height, "the video size")
+        return fixed
 
 
 def _check_reference(reference: ReferenceImage) -> ReferenceImage:
@@ -114,6 +130,7 @@ def _check_reference(reference: ReferenceImage) -> ReferenceImage:
     if reference.ndim != 4 or reference.shape[:2] != (1, 3):
         raise Stage2InputError(f"the reference image must be [3, H, W] or [1, 3, H, W] in -1..1, got {tuple(reference.shape)}")
     return reference
+    check_images("the reference image", reference)
 
 
 def _split_pipeline(pipeline: VideoPipeline | SVDComponents, inputs: Stage2Inputs | None):
@@ -127,7 +144,12 @@ def _split_pipeline(pipeline: VideoPipeline | SVDComponents, inputs: Stage2Input
 
 def _check_control(inputs: Stage2Inputs, pipeline: VideoPipeline, options: Stage2Options) -> None:
     controller, controlnet, components = pipeline.controller, pipeline.controlnet, pipeline.components
+    check_strength("the control strength", inputs.strength)
+    for name, value in dict(inputs.modality_strengths).items():
+        check_strength(f"the {name} strength", value)
     frames = controller.check_maps(inputs.maps, (options.width, options.height))
+    for name, maps in inputs.maps.items():
+        check_images(f"the {name} control maps", maps)
     if frames != options.num_frames:
         raise ControlMapError(
             f"the control maps hold {frames} frames but num_frames is {options.num_frames}; make them agree"
