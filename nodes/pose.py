@@ -17,6 +17,7 @@ from ..dreamdance_core.pose import (
 from ..dreamdance_core.pose.decode import decode_body_images
 from ..dreamdance_core.fit import LEGACY_FITS
 from ._common import fit_input
+from ._validate import check_filename_prefix, check_pose_budget, queue_check
 
 CATEGORY = "DreamDance/pose"
 POSE = "POSE_KEYPOINT"
@@ -76,15 +77,28 @@ class DreamDanceLoadPose:
         stamps = [p.stat().st_mtime_ns for p in ([path] if path.is_file() else sorted(path.glob("*.json")))]
         return str(stamps)
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, file, pose_json, canvas_width, canvas_height):
+        def parse():
+            if file == NO_FILE and isinstance(pose_json, str):
+                cls._text(pose_json, _canvas(canvas_width, canvas_height))
+
+        values = {"file": file, "canvas_width": canvas_width, "canvas_height": canvas_height}
+        return queue_check(cls, values, parse)
+
+    @staticmethod
+    def _text(pose_json: str, canvas):
+        if not pose_json.strip():
+            raise PoseError("no pose given: choose a file or paste POSE_KEYPOINT / OpenPose JSON into pose_json")
+        return parse_pose_json(pose_json, canvas)
+
     def execute(self, file: str, pose_json: str, canvas_width: int, canvas_height: int):
         canvas = _canvas(canvas_width, canvas_height)
         if file != NO_FILE:
             import folder_paths
 
             return (to_pose_keypoint(load_pose_file(folder_paths.get_annotated_filepath(file), canvas)),)
-        if not pose_json.strip():
-            raise PoseError("no pose given: choose a file or paste POSE_KEYPOINT / OpenPose JSON into pose_json")
-        return (to_pose_keypoint(parse_pose_json(pose_json, canvas)),)
+        return (to_pose_keypoint(self._text(pose_json, canvas)),)
 
 
 class DreamDanceSavePose:
@@ -111,9 +125,14 @@ class DreamDanceSavePose:
     OUTPUT_NODE = True
     CATEGORY = CATEGORY
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix, format):
+        return queue_check(cls, {"format": format}, lambda: check_filename_prefix(filename_prefix))
+
     def execute(self, pose, filename_prefix: str, format: str):
         import folder_paths
 
+        check_filename_prefix(filename_prefix)
         seq = from_pose_keypoint(pose)
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), seq.canvas[0], seq.canvas[1]
@@ -153,12 +172,30 @@ class DreamDanceRenderPose:
     FUNCTION = "execute"
     CATEGORY = CATEGORY
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, width, height, fit, confidence_threshold):
+        values = {"width": width, "height": height, "fit": fit, "confidence_threshold": confidence_threshold}
+        return queue_check(cls, values)
+
     def execute(self, pose, width, height, fit, draw_body, draw_hands, draw_face, confidence_threshold):
         import torch
 
+        from ..dreamdance_core.validation import check_frames_budget
+
+        frames = len(pose) if isinstance(pose, list) else 1
+        canvas = (pose[0] if isinstance(pose, list) and pose else pose) if isinstance(pose, (list, dict)) else {}
+        size = (width or _int(canvas, "canvas_width"), height or _int(canvas, "canvas_height"))
+        # uint8 maps from the core + this IMAGE in float32: 5 bytes per channel and pixel
+        check_frames_budget("Render Pose's images", frames, *size, copies=5 / 4)
         style = RenderStyle(body=draw_body, hands=draw_hands, face=draw_face, confidence_threshold=confidence_threshold)
         images = render_poses(from_pose_keypoint(pose), width or None, height or None, style=style, fit=fit)
         return (torch.from_numpy(images).float() / 255.0,)
+
+
+def _int(frame, key: str) -> int:
+    """A frame's canvas side for the up-front memory estimate (0 when absent or not a number)."""
+    value = frame.get(key) if isinstance(frame, dict) else None
+    return int(value) if isinstance(value, (int, float)) and 0 < value < float("inf") else 0
 
 
 class DreamDanceRetargetPose:
@@ -200,18 +237,29 @@ class DreamDanceRetargetPose:
         return (to_pose_keypoint(result),)
 
 
-def parse_frame_list(text: str, num_keys: int, num_frames: int) -> list[int]:
-    """``"0, 12, 30"`` -> [0, 12, 30]; an empty text spreads ``num_keys`` keys evenly over ``num_frames``."""
+def parse_frame_list(text: str, num_keys: int, num_frames: int, name: str = "key_frame_indices") -> list[int]:
+    """``"0, 12, 30"`` -> [0, 12, 30], each in ``0..num_frames-1`` and increasing; an empty text spreads ``num_keys``
+    keys evenly over ``num_frames``. Errors name the input (``name``) and what to type instead."""
     if not text.strip():
+        if num_keys > num_frames:
+            raise PoseError(f"{num_keys} key poses do not fit into {num_frames} frame(s): give num_frames >= "
+                            f"{num_keys}, or fewer key poses")  # fmt: skip
         if num_keys == 1:
             return [0]
         return [round(k * (num_frames - 1) / (num_keys - 1)) for k in range(num_keys)]
     try:
-        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        keys = [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     except ValueError:
         raise PoseError(
-            f"frame indices must be whole numbers separated by commas, like '0, 12, 30'; got {text!r}"
+            f"{name} must be whole numbers separated by commas, like '0, 12, 30'; got {text[:80]!r}"
         ) from None
+    outside = [k for k in keys if not 0 <= k < num_frames]
+    if outside:
+        raise PoseError(f"{name}: frame {outside[0]} is outside the {num_frames} frame(s) (0..{num_frames - 1}); "
+                        f"give indices in that range")  # fmt: skip
+    if any(b <= a for a, b in zip(keys, keys[1:])):
+        raise PoseError(f"{name} must increase, each frame once, like '0, 12, 30'; got {text[:80]!r}")
+    return keys
 
 
 class DreamDanceInterpolatePoses:
@@ -236,6 +284,14 @@ class DreamDanceInterpolatePoses:
     RETURN_NAMES = ("pose",)
     FUNCTION = "execute"
     CATEGORY = CATEGORY
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, num_frames, key_frame_indices, method):
+        def frames():
+            if isinstance(num_frames, int) and isinstance(key_frame_indices, str):
+                parse_frame_list(key_frame_indices, 1, num_frames)
+
+        return queue_check(cls, {"num_frames": num_frames, "method": method}, frames)
 
     def execute(self, keyframes, num_frames, key_frame_indices, method):
         keys = from_pose_keypoint(keyframes)
@@ -263,6 +319,10 @@ class DreamDanceSmoothPoses:
     FUNCTION = "execute"
     CATEGORY = CATEGORY
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, sigma):
+        return queue_check(cls, {"sigma": sigma})
+
     def execute(self, pose, sigma):
         return (to_pose_keypoint(smooth_poses(from_pose_keypoint(pose), sigma)),)
 
@@ -288,7 +348,13 @@ class DreamDanceSamplePose:
     FUNCTION = "execute"
     CATEGORY = CATEGORY
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, num_frames, width, height):
+        values = {"num_frames": num_frames, "width": width, "height": height}
+        return queue_check(cls, values, lambda: check_pose_budget("Sample Pose's POSE_KEYPOINT", num_frames))
+
     def execute(self, num_frames, width, height):
+        check_pose_budget("Sample Pose's POSE_KEYPOINT", num_frames)
         return (to_pose_keypoint(sample_dance(num_frames, width, height)),)
 
 
@@ -354,20 +420,39 @@ class DreamDancePoseEditor:
     FUNCTION = "execute"
     CATEGORY = CATEGORY
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, pose_json, keyframes):
+        def check():
+            if not isinstance(pose_json, str) or pose_json.strip() in ("", "[]"):
+                return  # the connected pose is used (checked when the node runs)
+            seq = _editor_pose(pose_json)
+            if isinstance(keyframes, str) and keyframes.strip():
+                parse_frame_list(keyframes, 0, seq.num_frames, "keyframes")
+
+        return queue_check(cls, {}, check)
+
     def execute(self, pose_json: str, keyframes: str, fill_between_keyframes: bool, pose=None, background=None):
         if pose_json.strip() in ("", "[]"):
             if pose is None:
                 raise PoseError("the editor is empty and no pose is connected: edit a pose or connect one")
             seq = from_pose_keypoint(pose)
         else:
-            seq = parse_pose_json(pose_json)
+            seq = _editor_pose(pose_json)
         if fill_between_keyframes and keyframes.strip():
-            keys = parse_frame_list(keyframes, 0, seq.num_frames)
+            keys = parse_frame_list(keyframes, 0, seq.num_frames, "keyframes")
             seq = interpolate_keyframes(seq.frames(keys), keys, seq.num_frames)
         ui = {"input_pose": [json.dumps(pose)] if pose is not None else []}
         if background is not None:
             ui["background"] = [_save_preview(background[0])]
         return {"ui": ui, "result": (to_pose_keypoint(seq),)}
+
+
+def _editor_pose(pose_json: str):
+    """The editor's pose_json -> PoseSequence; errors say where the text comes from."""
+    try:
+        return parse_pose_json(pose_json)
+    except PoseError as error:
+        raise PoseError(f"the Pose Editor's pose (pose_json): {error}") from None
 
 
 def _save_preview(image) -> dict:
