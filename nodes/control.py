@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._common import comfy_to_core
+from ._validate import queue_check
 
 CONTROL_MAPS = "DREAMDANCE_CONTROL_MAPS"
 
@@ -37,6 +38,10 @@ class DreamDanceControlMap:
                                  "maps are appended to it."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, strength):
+        return queue_check(cls, {"strength": strength})  # ComfyUI's own FLOAT check lets NaN through
 
     def add(self, image, modality, strength, control_maps=None):
         from ..dreamdance_core.modalities import add_control_map

@@ -10,6 +10,7 @@ from ..dreamdance_core.sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDUL
 from ._common import (
     DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
 )  # fmt: skip
+from ._validate import queue_check
 
 GEOMETRY_MODEL = "DREAMDANCE_GEOMETRY_MODEL"
 WINDOWS = "DREAMDANCE_WINDOWS"
@@ -97,6 +98,15 @@ class DreamDanceWindowOptions:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, length, overlap):
+        def smaller():
+            if isinstance(length, int) and isinstance(overlap, int) and overlap >= length:
+                raise ValueError(f"overlap ({overlap}) must be smaller than length ({length}); lower overlap to at "
+                                 f"most {length - 1}")  # fmt: skip
+
+        return queue_check(cls, {"length": length, "overlap": overlap}, smaller)
+
     def build(self, length, overlap, weighting, retain_first_frame):
         from ..dreamdance_core.sampling.windows import WindowOptions
 
@@ -158,6 +168,11 @@ class DreamDancePoseToGeometry:
                               "from the seed) or dpm++ 2m; all over the model's own noise schedule."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, cfg_rgb, cfg_normal, cfg_depth):
+        # ComfyUI's own FLOAT check lets NaN through (NaN < min is False): a NaN scale gave blank maps
+        return queue_check(cls, {"cfg_rgb": cfg_rgb, "cfg_normal": cfg_normal, "cfg_depth": cfg_depth})
 
     def generate(self, geometry_model, reference, width, height, steps, seed, cfg_rgb, cfg_normal, cfg_depth,
                  pose_keypoint=None, pose_images=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE1_DEFAULT):

@@ -7,6 +7,7 @@ from ..dreamdance_core.sampling.schedulers import STAGE2_DEFAULT, STAGE2_SCHEDUL
 from ._common import (
     DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
 )  # fmt: skip
+from ._validate import queue_check
 from .control import CONTROL_MAPS
 from .geometry import PRECISIONS, WINDOWS
 
@@ -126,6 +127,15 @@ class DreamDanceAnimate:
                                  "is black (absent)."}),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, min_cfg, max_cfg, noise_aug_strength, strength, pose_strength, depth_strength,
+                        normal_strength):  # fmt: skip
+        # ComfyUI's own FLOAT check lets NaN through: a NaN scale gave blank frames, a NaN max_cfg no guidance
+        values = {"min_cfg": min_cfg, "max_cfg": max_cfg, "noise_aug_strength": noise_aug_strength,
+                  "strength": strength, "pose_strength": pose_strength, "depth_strength": depth_strength,
+                  "normal_strength": normal_strength}  # fmt: skip
+        return queue_check(cls, values)
 
     def animate(self, video_model, reference, width, height, steps, seed, min_cfg, max_cfg, fps, motion_bucket_id,
                 noise_aug_strength, strength, pose_strength, depth_strength, normal_strength, decode_chunk_size,
