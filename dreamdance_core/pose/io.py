@@ -37,6 +37,8 @@ FACE_KEY = "face_keypoints_2d"
 HAND_KEYS = ("hand_left_keypoints_2d", "hand_right_keypoints_2d")  # same order as PoseSequence.hands axis 2
 OPENPOSE_VERSION = 1.3
 _DWPOSE_FACE = 68
+_TOO_DEEP = ("{source} is nested too deeply to be poses (lists inside lists thousands of levels deep); give a "
+             "POSE_KEYPOINT list of frames or an OpenPose file")
 
 
 # ----------------------------------------------------------------------------------------------------------- reading
@@ -54,16 +56,26 @@ def _points(values, accepted: dict[int, Sequence[int] | None], where: str) -> np
     counts = " or ".join(f"{3 * n}" for n in accepted)
     if len(values) % 3 or len(values) // 3 not in accepted:
         raise PoseError(f"{where}: expected {counts} numbers (x, y, confidence per point), got {len(values)}")
+    odd = next((v for v in values if not _is_number(v)), _NOTHING)  # strings, booleans, lists, null: refused
+    if odd is not _NOTHING:
+        raise PoseError(f"{where}: every value must be a number, got {odd!r:.40}; write plain numbers")
     try:
         points = np.array(values, dtype=np.float64).reshape(-1, 3)
-    except (TypeError, ValueError) as error:
-        raise PoseError(f"{where}: every value must be a number ({error})") from None
+    except OverflowError:  # a whole number too large for a float (1e400 written out as digits)
+        raise PoseError(f"{where}: a coordinate is too large to be a number of pixels; fix the file") from None
     points[~np.isfinite(points).all(axis=1)] = 0.0
     points[:, 2] = np.maximum(points[:, 2], 0.0)
     index_map = accepted[len(points)]
     if index_map is not None:
         return points[list(index_map)]
     return np.concatenate([points, np.zeros((target - len(points), 3))])
+
+
+_NOTHING = object()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
 _BODY_COUNTS = {NUM_BODY: None, NUM_BODY25: BODY25_TO_BODY18}
@@ -84,6 +96,8 @@ def _frame_canvas(frame: dict, where: str) -> tuple[int, int] | None:
     width, height = frame.get("canvas_width"), frame.get("canvas_height")
     if width is None and height is None:
         return None
+    if isinstance(width, bool) or isinstance(height, bool):  # true would be read as a 1x1 canvas
+        raise PoseError(f"{where}: canvas_width and canvas_height must be numbers of pixels, got {width!r}, {height!r}")
     try:
         canvas = (int(width), int(height))
     except (TypeError, ValueError, OverflowError):
@@ -180,6 +194,8 @@ def parse_pose_json(text: str, canvas: tuple[int, int] | None = None) -> PoseSeq
         raise PoseError(
             f"pose text is not valid JSON ({error}); paste a POSE_KEYPOINT list or an OpenPose file"
         ) from None
+    except RecursionError:
+        raise PoseError(_TOO_DEEP.format(source="pose text")) from None
     return from_pose_keypoint(data, canvas)
 
 
@@ -207,6 +223,12 @@ def _load_json(path: Path):
         raise PoseError(f"pose file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PoseError(f"pose file {path} is not valid JSON ({error})") from None
+    except RecursionError:
+        raise PoseError(_TOO_DEEP.format(source=f"pose file {path}")) from None
+    except IsADirectoryError:
+        raise PoseError(f"pose file {path} is a folder; give a .json file or a folder of per-frame .json files") from None
+    except OSError as error:
+        raise PoseError(f"pose file {path} cannot be read ({error.strerror or error}); check the path") from None
 
 
 # ----------------------------------------------------------------------------------------------------------- writing
