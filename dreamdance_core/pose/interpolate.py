@@ -11,7 +11,11 @@ from typing import Literal
 
 import numpy as np
 
+from ..validation import check_budget, estimate_bytes
+from .schema import NUM_BODY, NUM_FACE, NUM_HAND
 from .sequence import PoseError, PoseSequence
+
+_POINTS = NUM_BODY + NUM_FACE + 2 * NUM_HAND  # points per person
 
 Method = Literal["linear", "cubic"]
 
@@ -36,8 +40,23 @@ def _linear(times: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndar
     return np.stack([np.interp(query, times, values[:, d]) for d in range(values.shape[1])], axis=1)
 
 
+def spread_key_frames(num_keys: int, num_frames: int) -> list[int]:
+    """``num_keys`` key poses spread evenly over ``num_frames`` frames (first on frame 0, last on the last frame)."""
+    if num_keys < 1:
+        raise PoseError("no key poses given; give at least one key pose")
+    if num_keys > num_frames:
+        raise PoseError(f"{num_keys} key poses do not fit into {num_frames} frame(s), one frame each: give at least "
+                        f"{num_keys} frames, or fewer key poses")  # fmt: skip
+    if num_keys == 1:
+        return [0]
+    return [round(k * (num_frames - 1) / (num_keys - 1)) for k in range(num_keys)]
+
+
 def check_key_frames(key_frames: Sequence[int], num_keys: int, num_frames: int) -> np.ndarray:
     """Validate keyframe positions: one per key pose, strictly increasing, inside ``0..num_frames-1``."""
+    if num_keys > num_frames:
+        raise PoseError(f"{num_keys} key poses do not fit into {num_frames} frame(s), one frame each: give at least "
+                        f"{num_keys} frames, or fewer key poses")  # fmt: skip
     keys = np.asarray(key_frames)
     if keys.ndim != 1 or len(keys) != num_keys or num_keys == 0:
         raise PoseError(f"give one frame index per key pose: {num_keys} key pose(s), {len(keys)} index(es)")
@@ -49,9 +68,9 @@ def check_key_frames(key_frames: Sequence[int], num_keys: int, num_frames: int) 
 
 
 def interpolate_keyframes(
-    keys: PoseSequence, key_frames: Sequence[int], num_frames: int, method: Method = "cubic"
+    keys: PoseSequence, key_frames: Sequence[int] | None, num_frames: int, method: Method = "cubic"
 ) -> PoseSequence:
-    """Key poses placed at ``key_frames`` -> ``num_frames`` poses.
+    """Key poses placed at ``key_frames`` (None: spread evenly, :func:`spread_key_frames`) -> ``num_frames`` poses.
 
     Positions follow a ``"cubic"`` (smooth, through every key) or ``"linear"`` curve through the keys where each point
     is seen; a point is seen at frame ``t`` when it is seen at the keys on both sides of ``t`` (the nearest key
@@ -60,9 +79,14 @@ def interpolate_keyframes(
     """
     if method not in ("linear", "cubic"):
         raise PoseError(f"method must be 'linear' or 'cubic', got {method!r}")
-    if not 0 < num_frames <= 100_000:
-        raise PoseError(f"num_frames must be between 1 and 100000, got {num_frames}")
+    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or not 0 < num_frames <= 100_000:
+        raise PoseError(f"num_frames must be a whole number between 1 and 100000, got {num_frames!r:.40}")
+    if key_frames is None:
+        key_frames = spread_key_frames(keys.num_frames, num_frames)
     times = check_key_frames(key_frames, keys.num_frames, num_frames).astype(np.float64)
+    check_budget(f"interpolating {keys.num_people} people over {num_frames} frames",
+                 estimate_bytes((num_frames, keys.num_people, _POINTS, 3), "float64") * 4,
+                 "give fewer frames or fewer people")  # fmt: skip
     query = np.arange(num_frames, dtype=np.float64)
     before = np.clip(np.searchsorted(times, query, side="right") - 1, 0, len(times) - 1)
     after = np.clip(np.searchsorted(times, query, side="left"), 0, len(times) - 1)
@@ -92,7 +116,11 @@ def smooth_poses(seq: PoseSequence, sigma: float) -> PoseSequence:
         raise PoseError(f"sigma must be a finite number >= 0 (frames), got {sigma}")
     if sigma == 0 or seq.num_frames == 0:
         return seq.replace()
-    radius = int(np.ceil(3 * sigma))
+    # beyond num_frames - 1 the window only reaches padding, which carries no weight: the same result, bounded memory
+    radius = int(min(np.ceil(3 * sigma), seq.num_frames - 1))
+    check_budget(f"smoothing {seq.num_frames} frames of {seq.num_people} people with sigma {sigma:g}",
+                 estimate_bytes((seq.num_frames, seq.num_people, _POINTS, 2 * radius + 1), "float64") * 2,
+                 "lower sigma or smooth fewer frames at a time")  # fmt: skip
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     points = seq.points()
     seen = ((points[..., 2] > 0) & seq.people[..., None]).astype(np.float64)

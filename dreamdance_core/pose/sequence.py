@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..validation import InputError
 from .schema import NUM_BODY, NUM_FACE, NUM_HAND
 
 MAX_PEOPLE = 64
 MAX_CANVAS_SIDE = 16384
 
 
-class PoseError(ValueError):
+class PoseError(InputError):
     """Bad pose input or arguments; the message names the problem and how to fix it."""
 
 
