@@ -32,8 +32,92 @@ const TEMPLATE = [
   [0.16, -0.02], [-0.05, -0.02], [-0.05, 0.16], [-0.05, 0.34], [0.05, -0.02], [0.05, 0.16], [0.05, 0.34],
   [-0.02, -0.355], [0.02, -0.355], [-0.04, -0.345], [0.04, -0.345],
 ];
+// The OpenPose program writes BODY_25 bodies: body-18 point i is BODY_25 point BODY25_TO_BODY18[i]
+// (dreamdance_core/pose/schema.py; the mid-hip and the six foot points are dropped, as the node does).
+const BODY25_TO_BODY18 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
+const NUM_BODY = 18;
+const DEFAULT_CANVAS = [512, 768];
+const MAX_NOTES = 4; // messages listed under the toolbar; the rest are counted
 const HIT_RADIUS = 9; // screen pixels
 const EDITOR_HEIGHT = 420;
+
+const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+const describe = (v) => {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "string") return `the text ${JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}…` : v)}`;
+  return typeof v === "object" ? "an object" : `the ${typeof v} ${String(v)}`;
+};
+const emptyPerson = () => Object.fromEntries(PARTS.map((part) => [part, null]));
+
+// Any parsed pose_json -> frames the editor can draw and edit, plus notes for the user. Accepts what the node
+// accepts (a list of frames or one frame, 18-point or BODY_25 bodies, null/[] parts) and shows what it does not
+// (frames that are numbers or text, null people, parts that are not lists) as empty, with a note, instead of failing.
+export function normaliseFrames(data) {
+  const notes = [];
+  let body25 = 0;
+  const list = Array.isArray(data) ? data : [data];
+  const frames = list.map((frame, f) => {
+    if (!isObject(frame)) {
+      notes.push(`frame ${f + 1} is ${describe(frame)}, not a pose: shown empty (an edit replaces it)`);
+      return { people: [] };
+    }
+    const out = { ...frame };
+    for (const key of ["canvas_width", "canvas_height"]) {
+      if (key in out && !(Number.isFinite(out[key]) && out[key] > 0)) {
+        notes.push(`frame ${f + 1}: ${key} is ${describe(out[key])}, not a positive number: ignored`);
+        delete out[key];
+      }
+    }
+    if (out.people === undefined || out.people === null) out.people = [];
+    if (!Array.isArray(out.people)) {
+      notes.push(`frame ${f + 1}: people is ${describe(out.people)}, not a list: shown empty`);
+      out.people = [];
+    }
+    out.people = out.people.map((person, p) => {
+      const where = `frame ${f + 1} person ${p + 1}`;
+      if (!isObject(person)) {
+        notes.push(`${where} is ${describe(person)}: shown as a person without points`);
+        return emptyPerson();
+      }
+      const copy = { ...person };
+      for (const part of PARTS) {
+        let pts = copy[part];
+        if (pts === undefined || pts === null) continue;
+        if (!Array.isArray(pts)) {
+          notes.push(`${where}: ${part} is ${describe(pts)}, not a list of numbers: ignored`);
+          copy[part] = null;
+          continue;
+        }
+        if (pts.some((v) => typeof v !== "number" || !Number.isFinite(v))) {
+          notes.push(`${where}: ${part} holds values that are not numbers: read as 0`);
+          pts = pts.map((v) => (typeof v === "number" && Number.isFinite(v) ? v : 0));
+        }
+        if (pts.length % 3) {
+          notes.push(`${where}: ${part} has ${pts.length} numbers, not (x, y, confidence) triples: the rest dropped`);
+          pts = pts.slice(0, pts.length - (pts.length % 3));
+        }
+        if (part === "pose_keypoints_2d" && pts.length / 3 > NUM_BODY) {
+          if (pts.length / 3 === 25) {
+            body25 += 1;
+            pts = BODY25_TO_BODY18.flatMap((i) => pts.slice(3 * i, 3 * i + 3));
+          } else {
+            notes.push(`${where}: a body of ${pts.length / 3} points (the node reads 18 or BODY_25): first 18 shown`);
+            pts = pts.slice(0, 3 * NUM_BODY);
+          }
+        }
+        copy[part] = pts;
+      }
+      return copy;
+    });
+    return out;
+  });
+  if (body25) {
+    notes.unshift(`BODY_25 body mapped to the 18-point body as the node maps it (mid-hip and feet dropped) in ` +
+      `${body25} person-frame(s); an edit saves the mapped pose`);
+  }
+  return { frames, notes };
+}
 
 const rgb = (c, f = 1) => `rgb(${Math.round(c[0] * f)},${Math.round(c[1] * f)},${Math.round(c[2] * f)})`;
 
@@ -46,6 +130,7 @@ class PoseEditor {
     this.background = null;
     this.inputPose = null;
     this.error = null;
+    this.notes = [];
     this.element = this.buildDom();
     this.load();
   }
@@ -59,10 +144,11 @@ class PoseEditor {
     const text = this.widget("pose_json")?.value ?? "";
     try {
       const parsed = text.trim() ? JSON.parse(text) : [];
-      this.frames = Array.isArray(parsed) ? parsed : [parsed];
+      ({ frames: this.frames, notes: this.notes } = normaliseFrames(parsed));
       this.error = null;
     } catch (e) {
       this.frames = [];
+      this.notes = [];
       this.error = `pose_json is not valid JSON: ${e.message}`;
     }
     this.frame = Math.min(this.frame, Math.max(0, this.frames.length - 1));
@@ -87,13 +173,13 @@ class PoseEditor {
 
   canvasSize() {
     const f = this.frames[this.frame] ?? this.frames[0] ?? {};
-    return [f.canvas_width || 512, f.canvas_height || 768];
+    return [f.canvas_width || DEFAULT_CANVAS[0], f.canvas_height || DEFAULT_CANVAS[1]];
   }
 
   people() {
     const f = this.frames[this.frame];
-    if (f && !Array.isArray(f.people)) f.people = [];
-    return f?.people ?? [];
+    if (isObject(f) && !Array.isArray(f.people)) f.people = [];
+    return isObject(f) ? f.people : [];
   }
 
   // ---- DOM ------------------------------------------------------------------------------------------------
@@ -135,6 +221,10 @@ class PoseEditor {
     this.slider.min = 0;
     this.slider.style.cssText = "width:100%";
     this.slider.addEventListener("input", () => this.setFrame(Number(this.slider.value)));
+    this.message = document.createElement("div");
+    this.message.className = "dreamdance-pose-message";
+    this.message.style.cssText = "display:none;white-space:pre-wrap;max-height:64px;overflow:auto;padding:2px 4px;" +
+      "border-radius:3px;background:#3a2a00;color:#fc6";
     this.canvas = document.createElement("canvas");
     this.canvas.style.cssText =
       "width:100%;flex:1 1 auto;min-height:0;background:#000;touch-action:none;cursor:crosshair";
@@ -143,7 +233,7 @@ class PoseEditor {
     this.canvas.addEventListener("pointerup", (e) => this.onPointerUp(e));
     this.canvas.addEventListener("contextmenu", (e) => this.onContextMenu(e));
     new ResizeObserver(() => this.draw()).observe(this.canvas);
-    root.append(bar, this.slider, this.canvas);
+    root.append(bar, this.message, this.slider, this.canvas);
     return root;
   }
 
@@ -155,7 +245,18 @@ class PoseEditor {
     this.inputButton.disabled = !this.inputPose;
     this.slider.max = Math.max(0, n - 1);
     this.slider.value = this.frame;
+    this.showMessage();
     this.draw();
+  }
+
+  // The parse error, or the notes on data shown differently from what pose_json holds, above the canvas.
+  showMessage() {
+    const notes = this.notes ?? [];
+    const more = notes.length > MAX_NOTES ? [`… and ${notes.length - MAX_NOTES} more`] : [];
+    const lines = this.error ? [this.error] : [...notes.slice(0, MAX_NOTES), ...more];
+    this.message.textContent = lines.join("\n");
+    this.message.style.display = lines.length ? "block" : "none";
+    this.message.style.color = this.error ? "#f88" : "#fc6";
   }
 
   // ---- geometry -------------------------------------------------------------------------------------------
@@ -283,7 +384,7 @@ class PoseEditor {
   addPerson() {
     if (!this.frames.length) this.duplicateFrame();
     for (const frame of this.frames) {
-      const [w, h] = [frame.canvas_width || 512, frame.canvas_height || 768];
+      const [w, h] = [frame.canvas_width || DEFAULT_CANVAS[0], frame.canvas_height || DEFAULT_CANVAS[1]];
       const size = 0.8 * Math.min(h, 1.25 * w);
       frame.people = Array.isArray(frame.people) ? frame.people : [];
       const shift = (frame.people.length % 5) * 0.15 * w * (frame.people.length % 2 ? 1 : -1);
@@ -320,7 +421,8 @@ class PoseEditor {
 
   useInputPose() {
     if (!this.inputPose) return;
-    this.frames = structuredClone(this.inputPose);
+    ({ frames: this.frames, notes: this.notes } = normaliseFrames(structuredClone(this.inputPose)));
+    this.error = null;
     this.save();
     this.setFrame(0);
   }
@@ -329,7 +431,11 @@ class PoseEditor {
   onExecuted(message) {
     const pose = message?.input_pose?.[0];
     if (pose) {
-      this.inputPose = JSON.parse(pose);
+      try {
+        this.inputPose = JSON.parse(pose);
+      } catch (e) {
+        this.inputPose = null; // the node sends JSON it wrote itself; never let a bad message break the editor
+      }
       if (!this.frames.length) this.useInputPose();
     }
     const bg = message?.background?.[0];
@@ -364,7 +470,16 @@ class PoseEditor {
       ctx.fillText(this.error, 8, 16);
       return;
     }
-    this.people().forEach((person, p) => this.drawPerson(ctx, person, p === this.selectedPerson));
+    this.people().forEach((person, p) => {
+      try {
+        this.drawPerson(ctx, person, p === this.selectedPerson);
+      } catch (e) {
+        // data normaliseFrames did not foresee: skip this person, say so, keep the editor alive
+        const note = `person ${p + 1} of frame ${this.frame + 1} cannot be drawn: ${e.message}`;
+        if (!this.notes.includes(note)) this.notes.push(note);
+        this.showMessage();
+      }
+    });
   }
 
   drawPerson(ctx, person, selected) {
@@ -399,7 +514,7 @@ class PoseEditor {
       if (body[a]?.seen && body[b]?.seen) line(body[a], body[b], rgb(BODY_COLORS[i], 0.6), 4);
     });
     ctx.lineWidth = 1;
-    body.forEach((pt, i) => pt.exists && dot(pt, selected ? 5 : 4, rgb(BODY_COLORS[i])));
+    body.forEach((pt, i) => pt.exists && i < NUM_BODY && dot(pt, selected ? 5 : 4, rgb(BODY_COLORS[i])));
     for (const hand of ["hand_left_keypoints_2d", "hand_right_keypoints_2d"]) {
       const pts = points(hand);
       HAND_EDGES.forEach(([a, b], i) => {
