@@ -30,12 +30,24 @@ def load_image(path: str | os.PathLike, width: int, height: int, fit: Fit = DEFA
     """An image file as a core image ``[1, 3, height, width]``, fitted to the size by :func:`fit_images`."""
     from PIL import Image, UnidentifiedImageError
 
+    from .validation import MAX_SIDE, InputError, check_size
+
+    check_size(width, height, "the image size", multiple=1)
     try:
-        image = Image.open(path).convert("RGB")
+        with Image.open(path) as opened:
+            if max(opened.size) > MAX_SIDE:  # before decoding: a huge image is refused without reading its pixels
+                raise InputError(f"image {path} is {opened.size[0]}x{opened.size[1]} pixels, larger than {MAX_SIDE} on "
+                                 "a side; resize it first")  # fmt: skip
+            image = opened.convert("RGB")
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"reference image {path} not found") from error
+        raise FileNotFoundError(f"reference image {path} not found; check the path") from error
+    except Image.DecompressionBombError:
+        raise InputError(f"image {path} declares more pixels than PIL's safety limit (a decompression bomb, or a "
+                         "huge image); give a normal-sized image") from None  # fmt: skip
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not an image file; give a PNG, JPEG or WebP file") from None
     except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{path} is not a readable image ({error})") from error
+        raise InputError(f"{path} is not a readable image ({error}); give a PNG, JPEG or WebP file") from error
     return fit_images(from_uint8(np.asarray(image)[None]), width, height, fit)
 
 

@@ -127,6 +127,33 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+# --- paths ----------------------------------------------------------------------------------------------------------
+
+MAX_NAME_BYTES = 200  # per folder or file name of a prefix; a counter and a suffix still fit in 255
+
+
+def check_filename_prefix(prefix, name: str = "filename_prefix") -> str:
+    """A relative path prefix under an output folder that the file system takes: no control characters (NUL), not
+    absolute, no ``..``, each name under :data:`MAX_NAME_BYTES` bytes. Returns ``prefix``."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if not isinstance(prefix, str) or not prefix.strip():
+        raise InputError(f"{name} must be a non-empty text like 'dreamdance/pose', got {prefix!r:.60}")
+    bad = sorted({repr(c) for c in prefix if ord(c) < 32 or c == "\x7f"})
+    if bad:
+        raise InputError(f"{name} contains control characters ({', '.join(bad)}); use letters, digits, '-', '_', '/'")
+    parts = prefix.replace("\\", "/").split("/")
+    if PurePosixPath(prefix).is_absolute() or PureWindowsPath(prefix).is_absolute() or ".." in parts:
+        raise InputError(f"{name} {prefix[:80]!r} leaves the output folder; give a path under it, like 'dreamdance/pose'")
+    for part in parts:
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise InputError(
+                f"{name} has a name of {len(part.encode())} bytes ({part[:24]!r}...); file systems allow 255 and the "
+                f"counter needs room: keep each folder or file name under {MAX_NAME_BYTES} bytes"
+            )
+    return prefix
+
+
 # --- images ---------------------------------------------------------------------------------------------------------
 
 CORE = "core"  # float [frames, 3, H, W] in -1..1
