@@ -282,6 +282,27 @@ def _transformers_depth(argument: str | None, options: Mapping[str, Any]) -> Est
     return transformers_depth(str(argument))
 
 
+def _dwpose(argument: str | None, options: Mapping[str, Any]) -> Estimator:
+    from .estimators import dwpose, resolve_model
+
+    folder = resolve_model(argument, "dwpose", bool(options.get("allow_download")))
+    return dwpose(folder, threshold=float(options.get("pose_threshold", 0.3)))
+
+
+def _depth_anything(argument: str | None, options: Mapping[str, Any]) -> Estimator:
+    from .estimators import depth_anything, resolve_model
+
+    return depth_anything(resolve_model(argument, "depth-anything", bool(options.get("allow_download"))))
+
+
+def _marigold_normals(argument: str | None, options: Mapping[str, Any]) -> Estimator:
+    from .estimators import marigold_normals, resolve_model
+
+    folder = resolve_model(argument, "marigold", bool(options.get("allow_download")))
+    return marigold_normals(folder, steps=options.get("marigold_steps"), resolution=options.get("marigold_resolution"),
+                            ensemble=int(options.get("marigold_ensemble", 1)))  # fmt: skip
+
+
 def _normals_from_depth(argument: str | None, options: Mapping[str, Any]) -> Estimator:
     from .estimators import normals_from_depth
 
@@ -290,14 +311,18 @@ def _normals_from_depth(argument: str | None, options: Mapping[str, Any]) -> Est
 
 def register_defaults() -> None:
     """(Re-)register pose, depth and normal (done when this module is imported)."""
-    register(Modality("pose", POSE, synthetic=lambda frames: frames.pose_keypoints(), estimators={"json": _json_pose},
-                      default_estimator="json", pad_value=PAD_VALUES["pose"],
+    register(Modality("pose", POSE, synthetic=lambda frames: frames.pose_keypoints(),
+                      estimators={"json": _json_pose, "dwpose:<folder>": _dwpose}, default_estimator="json",
+                      pad_value=PAD_VALUES["pose"],
                       description="rendered OpenPose skeletons"), replace=True)  # fmt: skip
     register(Modality("depth", DEPTH, synthetic=lambda frames: depth_to_unit(frames.depth, frames.mask),
-                      estimators={"transformers:<model>": _transformers_depth}, pad_value=PAD_VALUES["depth"],
+                      estimators={"transformers:<model>": _transformers_depth,
+                                  "depth-anything:<folder>": _depth_anything}, pad_value=PAD_VALUES["depth"],
                       description="relative depth, white = near"), replace=True)  # fmt: skip
     register(Modality("normal", NORMAL, synthetic=lambda frames: frames.normal,
-                      estimators={"from-depth": _normals_from_depth}, default_estimator="from-depth",
+                      estimators={"from-depth": _normals_from_depth,
+                                  "marigold:<folder>": _marigold_normals},
+                      default_estimator="from-depth",
                       requires=("depth",), pad_value=PAD_VALUES["normal"],
                       description="camera-space normals"), replace=True)  # fmt: skip
 

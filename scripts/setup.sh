@@ -11,6 +11,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -c scripts/constraints.txt torch==2.13.0
 .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test,train]"
+# rtmlib runs DWPose for data preparation; --no-deps: its own pins would add opencv-contrib-python next to OpenCV
+.venv/bin/python -m pip install -q --no-deps rtmlib==0.0.16
 .venv/bin/python - <<'PY'
 import torch
 assert torch.__version__.startswith("2.13.0"), f"unexpected torch {torch.__version__}"

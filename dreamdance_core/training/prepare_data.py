@@ -135,11 +135,22 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
                       help="control modalities to estimate and store (registered in dreamdance_core.modalities)")
     make.add_argument("--estimator", action="append", default=[], metavar="MODALITY=SPEC",
                       help="estimator of one modality: a built-in or module:function (repeat for each modality)")
-    make.add_argument("--pose_estimator", help="same as --estimator pose=SPEC: 'json' or module:function")
-    make.add_argument("--depth_estimator", help="same as --estimator depth=SPEC: 'transformers:<model>' or "
+    make.add_argument("--pose_estimator", help="same as --estimator pose=SPEC: 'json', 'dwpose:<folder>' or "
                       "module:function")
-    make.add_argument("--normal_estimator", help="same as --estimator normal=SPEC: 'from-depth' or module:function")
+    make.add_argument("--depth_estimator", help="same as --estimator depth=SPEC: 'depth-anything:<folder>', "
+                      "'transformers:<model>' or module:function")
+    make.add_argument("--normal_estimator", help="same as --estimator normal=SPEC: 'marigold:<folder>', "
+                      "'from-depth' or module:function")
     make.add_argument("--normal_depth_scale", type=float, default=20.0, help="relief of 'from-depth' normals")
+    make.add_argument("--pose_threshold", type=float, default=0.3, help="'dwpose': keypoints under this confidence "
+                      "are missing")
+    make.add_argument("--marigold_steps", type=int, default=None, help="'marigold': denoising steps (default: the "
+                      "model's)")
+    make.add_argument("--marigold_ensemble", type=int, default=1, help="'marigold': predictions averaged per frame")
+    make.add_argument("--marigold_resolution", type=int, default=None, help="'marigold': processing resolution "
+                      "(default: the model's)")
+    make.add_argument("--allow_download", action="store_true", help="let an estimator spec 'owner/name@<commit>' "
+                      "fetch that pinned hub revision (huggingface_hub.snapshot_download); off: local folders only")
     make.add_argument("--every", type=int, default=1, help="keep every n-th frame")
     make.add_argument("--max_frames", type=int, default=None, help="keep at most n frames per video")
     check = commands.add_parser("validate", help="report broken items of a dataset folder")
