@@ -94,12 +94,110 @@ def _reference(args, width: int, height: int):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv)  # argparse answers its own errors (unknown flags, "abc" for a number) with status 2
     try:
+        check_args(args)
         return run(args)
     except (ValueError, FileNotFoundError) as error:  # bad input or weights: a message, not a traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the output cannot be written (read-only folder, disk full, ...)
+        print(f"error: {error.strerror or error} ({error.filename or args.output}); check --output", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+_PATHS = {  # flag -> what the path must be, and how to obtain it
+    "reference": ("file", "the reference image (PNG, JPEG, WebP)"),
+    "pose": (None, "a POSE_KEYPOINT / OpenPose .json file or a folder of per-frame .json files"),
+    "stage1": ("dir", "the DreamDance Stage-1 weights folder written by train/stage1.py"),
+    "base": (None, "an SD1.5 diffusers folder or single-file .safetensors"),
+    "image_encoder": (None, "a CLIP vision folder or .safetensors"),
+    "stage2": ("dir", "the DreamDance Stage-2 weights folder written by train/stage2.py"),
+    "svd": (None, "an SVD img2vid 1.1 single-file .safetensors or diffusers folder"),
+}
+# bytes per frame and pixel the command line holds at once (uint8 pose renders, float copies, three Stage-1 domains,
+# the rows of the contact sheet): an up-front estimate, so a huge request is refused before any model work
+_STAGE1_BYTES_PER_PIXEL = 3 * (1 + 4 + 3 * 4 + 3 * 4 + 4 * 1)
+_STAGE2_BYTES_PER_PIXEL = 3 * (1 + 4 + 3 * 4 + 4 + 1)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every value and path the user typed, checked before any model work; raises :class:`InputError` sentences."""
+    from .validation import (
+        MAX_FPS, InputError, check_cfg, check_frames, check_int, check_size, check_steps,
+    )  # fmt: skip
+
+    for flag, (kind, what) in _PATHS.items():
+        path = getattr(args, flag)
+        if path is None:
+            continue
+        option = "--" + flag.replace("_", "-")
+        if not path.exists():
+            raise InputError(f"{option} {path}: not found (the path does not exist); give {what}")
+        if kind == "file" and not path.is_file():
+            raise InputError(f"{option} {path} is a folder; give {what}")
+        if kind == "dir" and not path.is_dir():
+            raise InputError(f"{option} {path} is a file; give {what}")
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"--output {args.output} is a file; give a folder (it is created when missing)")
+    blocking = next((p for p in args.output.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"--output {args.output}: {blocking} is a file, so the folder cannot be created; give "
+                         "another folder")  # fmt: skip
+    _check_device(args.device)
+    check_frames("--frames", args.frames)
+    if args.width is not None or args.height is not None:
+        check_size(args.width or 8, args.height or 8, "--width/--height")
+    if args.video_width is not None or args.video_height is not None:
+        check_size(args.video_width or 8, args.video_height or 8, "--video-width/--video-height")
+    for flag in ("steps", "video_steps"):
+        if getattr(args, flag) is not None:
+            check_steps("--" + flag.replace("_", "-"), getattr(args, flag))
+    for name, value in zip(("RGB", "NORMAL", "DEPTH"), args.cfg or ()):
+        check_cfg(f"--cfg {name}", value)
+    for flag in ("min_cfg", "max_cfg"):
+        if getattr(args, flag) is not None:
+            check_cfg("--" + flag.replace("_", "-"), getattr(args, flag))
+    check_int("--fps", args.fps, 1, MAX_FPS)
+    check_int("--seed", args.seed, 0, 2**63 - 1, "give a seed in 0..2**63-1")
+    check_int("--window", args.window, 1, 4096, "give 1..4096 frames per window (16 is what the models saw)")
+    check_int("--overlap", args.overlap, 0, args.window - 1, f"give 0..{args.window - 1}, less than --window")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    from .validation import InputError
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"--device {device!r} is not a device; give cpu, cuda, cuda:<index> or mps") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {device}: no CUDA GPU is available here; give --device cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InputError(f"--device {device}: there are only {torch.cuda.device_count()} GPU(s) (cuda:0.."
+                             f"cuda:{torch.cuda.device_count() - 1}); give one of them")  # fmt: skip
+    elif parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"--device {device}: Apple's MPS is not available here; give --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {device}: the command line runs on cpu, cuda or mps; give one of them")
+
+
+def _check_work(args, frames: int, width: int, height: int, video_size: tuple[int, int] | None) -> None:
+    """The memory the run will hold at once, estimated before any model work (see :func:`validation.check_budget`)."""
+    from .validation import check_budget
+
+    check_budget(f"Stage 1 on {frames} frames at {width}x{height}", frames * width * height * _STAGE1_BYTES_PER_PIXEL,
+                 f"lower --frames ({frames}, or use a shorter --pose file) or --width/--height ({width}x{height})")
+    if video_size is not None:
+        vw, vh = video_size
+        check_budget(f"Stage 2 on {frames} frames at {vw}x{vh}", frames * vw * vh * _STAGE2_BYTES_PER_PIXEL,
+                     f"lower --frames ({frames}) or --video-width/--video-height ({vw}x{vh}), or pass --geometry-only")
 
 
 @contextlib.contextmanager
@@ -139,6 +237,13 @@ def run(args: argparse.Namespace) -> int:
     args.max_cfg = default_cfg[1] if args.max_cfg is None else args.max_cfg
     width = args.width or (demo.width if demo else 64 if small else 256)
     height = args.height or (demo.height if demo else 96 if small else 384)
+    # every path, number and the memory of the whole run checked before any model work
+    if not args.geometry_only and video_source == WEIGHTS and args.stage2 is None:
+        raise ValueError("Stage 2 needs --stage2 (DreamDance Stage-2 weights); or pass --geometry-only")
+    poses = _pose_sequence(args, width, height)
+    scale = 2 if video_source == WEIGHTS else 1
+    video_size = None if args.geometry_only else (args.video_width or scale * width, args.video_height or scale * height)
+    _check_work(args, poses.num_frames, width, height, video_size)
     if source == TINY:
         print(
             "NOTE: no weights given and no demo checkpoint in this copy, so this runs TINY RANDOMLY INITIALISED\n"
@@ -157,7 +262,6 @@ def run(args: argparse.Namespace) -> int:
               f"on synthetic mannequins at {video_demo.width}x{video_demo.height}. Pass --stage2/--svd for real weights.")
     geometry.to(device=args.device)
 
-    poses = _pose_sequence(args, width, height)
     pose_frames = render_poses(poses, width, height, fit=args.fit)  # uint8 [F, H, W, 3]
     reference = _reference(args, width, height)
     windows = WindowOptions(length=args.window, overlap=args.overlap, weighting=args.weighting)

@@ -155,6 +155,7 @@ def test_with_weights_stage2_runs_at_twice_the_stage1_size_from_the_full_size_re
     seen = _capture_stage2(monkeypatch)
     reference = _checkerboard(tmp_path / "board.png", 64, 96)
     pose = _pose_file(tmp_path / "pose.json", sample_dance(2, 64, 96))
+    (tmp_path / "w1").mkdir(), (tmp_path / "w2").mkdir()  # the paths are checked up front; the loaders are stubs
     assert main(["--reference", str(reference), "--pose", str(pose), "--stage1", str(tmp_path / "w1"),
                  "--stage2", str(tmp_path / "w2"), "--width", "32", "--height", "48", "--steps", "1",
                  "--video-steps", "1", "--output", str(tmp_path / "o")]) == 0  # fmt: skip
