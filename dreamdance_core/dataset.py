@@ -45,13 +45,15 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import cv2
 import numpy as np
 
+from .validation import InputError
+
 FORMAT_NAME = "dreamdance-dataset"
 FORMAT_VERSION = 1
 NUM_BODY_KEYPOINTS = 18
 Policy = Literal["skip", "error"]
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset folder or item is broken or arguments are invalid; the message names the path and the fix.
 
     ``kind`` names the problem where it is one of :func:`validate_dataset`'s kinds; ``report`` is the validation
@@ -374,7 +376,7 @@ def write_video(
     if len(set(wheres)) != len(wheres):
         raise DatasetError(f"two maps would be stored in the same place: {wheres}")
     checked = [(codec, codec.check(values, num_frames, (width, height))) for codec, values in maps]
-    video_dir = Path(root) / video_id
+    video_dir = Path(root) / check_video_id(video_id, Path(root) / "dataset.json")
     video_dir.mkdir(parents=True, exist_ok=True)
     for codec, values in checked:
         codec.write(video_dir, values)
@@ -430,7 +432,24 @@ def read_index(root: str | Path) -> list[str]:
         )
     if index.get("version") != FORMAT_VERSION:
         raise DatasetError(f"{path} has version {index.get('version')}, this code reads version {FORMAT_VERSION}")
-    return [str(v) for v in index["videos"]]
+    return [check_video_id(v, path) for v in index["videos"]]
+
+
+def check_video_id(video_id: Any, index_path: str | Path = "dataset.json") -> str:
+    """A video id names a folder inside the dataset root: a non-empty relative path without ``..``, absolute parts or
+    control characters (so ``../elsewhere`` or ``/data/x`` cannot make training read frames from outside the root)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if not isinstance(video_id, str) or not video_id.strip():
+        raise DatasetError(f"{index_path}: video id {video_id!r:.60} must be a non-empty folder name inside the dataset "
+                           "folder; list the video folders by name")  # fmt: skip
+    parts = video_id.replace("\\", "/").split("/")
+    if (PurePosixPath(video_id).is_absolute() or PureWindowsPath(video_id).is_absolute() or ".." in parts
+            or any(ord(c) < 32 for c in video_id)):  # fmt: skip
+        raise DatasetError(f"{index_path}: video id {video_id!r:.80} leaves the dataset folder (absolute, '..' or a "
+                           "control character); ids must be folders inside it - move or link the video into the "
+                           "dataset folder and list it by its name there")  # fmt: skip
+    return video_id
 
 
 def pose_frame_keypoints(frame: Any, path: Path, index: int) -> np.ndarray:
