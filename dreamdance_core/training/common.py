@@ -39,10 +39,12 @@ import numpy as np
 import torch
 import yaml
 
+from dreamdance_core.validation import InputError, check_int, check_number, check_size
+
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(InputError):
     """A configuration or command-line problem; the message names the option and the fix."""
 
 
@@ -218,6 +220,48 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, total
     return final
 
 
+RANDOM_STATES = "random_states_{}.pkl"  # accelerate's name for each process's RNG states
+
+
+def check_random_states(folder: str | os.PathLike, process_index: int = 0) -> bool:
+    """Whether ``folder`` holds this process's RNG states as accelerate saves them. A file that cannot be read (tampered,
+    truncated, or a pickle that is not weights-only) is refused: accelerate would ignore it without a word, and the
+    "exact" resume would silently not be. A missing file gives a loud warning and False (the resume is not exact)."""
+    from accelerate.utils.other import load
+
+    path = Path(folder) / RANDOM_STATES.format(process_index)
+    if not path.exists():
+        print(f"WARNING: {path} is missing: the run resumes WITHOUT its saved random states, so it is not an exact "
+              "resume (the weights, optimizer and data position are restored)", file=sys.stderr)  # fmt: skip
+        return False
+    try:
+        states = load(path)
+        keys = {"random_state", "numpy_random_seed", "torch_manual_seed"}
+        if not isinstance(states, dict) or not keys <= set(states):
+            raise ValueError(f"it lacks {sorted(keys - set(states) if isinstance(states, dict) else keys)}")
+    except Exception as exc:  # noqa: BLE001 - any failure to read it means the same thing to the user
+        raise TrainConfigError(
+            f"checkpoint {folder}: {path.name} cannot be read ({type(exc).__name__}: {str(exc)[:200]}), so the resume "
+            "would not be exact; refusing. Resume from another checkpoint, or delete the file to resume without the "
+            "random states (a warning then says the resume is not exact)"
+        ) from None
+    return True
+
+
+def load_checkpoint(accelerator, folder: str | os.PathLike) -> None:
+    """``accelerator.load_state(folder)`` with a sentence instead of a traceback for a damaged checkpoint (a tampered
+    ``optimizer.bin``, a truncated weights file, ...), and the random states checked (:func:`check_random_states`)."""
+    check_random_states(folder, accelerator.process_index)
+    try:
+        accelerator.load_state(str(folder))
+    except Exception as exc:  # noqa: BLE001 - every failure here is a damaged or foreign checkpoint
+        others = [str(p) for _, p in list_checkpoints(Path(folder).parent) if p != Path(folder)]
+        raise TrainConfigError(
+            f"checkpoint {folder} cannot be resumed: {type(exc).__name__}: {str(exc)[:300]}; its files are damaged or "
+            f"were not written by this script. Resume from another checkpoint {others} or start a fresh --output_dir"
+        ) from None
+
+
 @dataclass(frozen=True)
 class DataPosition:
     """Where in the data a global step lands: the epoch and the batches of it already consumed."""
@@ -386,7 +430,7 @@ def train_loop(
     if resume is not None:
         global_step, folder = resume
         accelerator.print(f"resuming from {folder} (step {global_step})")
-        accelerator.load_state(str(folder))
+        load_checkpoint(accelerator, folder)
     position = resume_position(global_step, args.gradient_accumulation_steps, len(dataloader))
     metrics = MetricsLog(output_dir / "logs.jsonl", enabled=accelerator.is_main_process)
     micro_step, loss_sum = 0, 0.0
@@ -503,6 +547,15 @@ def check_common_args(args: argparse.Namespace) -> None:
             raise TrainConfigError(f"--{name} is required")
     if args.width % 8 or args.height % 8:
         raise TrainConfigError(f"--width {args.width} and --height {args.height} must be multiples of 8 (VAE)")
+    try:
+        _check_numbers(args)
+    except InputError as error:  # one type for the scripts' refusals
+        raise TrainConfigError(str(error)) from None
+    output = Path(args.output_dir)
+    blocking = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise TrainConfigError(f"--output_dir {output}: {blocking} is a file, not a folder; give a folder (it is "
+                               "created when missing)")  # fmt: skip
     if not 0.0 <= args.reference_dropout <= 1.0:
         raise TrainConfigError(f"--reference_dropout must be in [0, 1], got {args.reference_dropout}")
     for name in ("train_batch_size", "gradient_accumulation_steps", "max_train_steps", "num_frames"):
@@ -512,6 +565,45 @@ def check_common_args(args: argparse.Namespace) -> None:
         raise TrainConfigError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         raise TrainConfigError("--checkpoints_total_limit must be at least 1 (the latest checkpoint is always kept)")
+
+
+def _lr_schedulers() -> tuple[str, ...]:
+    """The names diffusers' ``get_scheduler`` takes (this diffusers version's)."""
+    from diffusers.optimization import SchedulerType
+
+    return tuple(kind.value for kind in SchedulerType)
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Numbers finite and in range (NaN, inf and negative values refused), sizes and counts usable."""
+    check_size(args.width, args.height, "--width/--height")
+    check_number("--learning_rate", args.learning_rate, 0.0, 1.0, "give a positive learning rate such as 1e-5")
+    if args.learning_rate == 0:
+        raise InputError("--learning_rate is 0: nothing would train; give a positive learning rate such as 1e-5")
+    schedulers = _lr_schedulers()
+    if args.lr_scheduler not in schedulers:
+        raise InputError(f"--lr_scheduler {args.lr_scheduler!r} is not a diffusers LR scheduler; choose one of "
+                         f"{list(schedulers)}")  # fmt: skip
+    check_int("--lr_warmup_steps", args.lr_warmup_steps, 0, None, "give 0 or more warm-up steps")
+    check_int("--dataloader_num_workers", args.dataloader_num_workers, 0, 256, "give 0 (load in the main process) or "
+              "a number of worker processes")  # fmt: skip
+    check_int("--seed", args.seed, 0, 2**32 - 1, "give a seed in 0..2**32-1")
+    check_int("--frame_stride", args.frame_stride, 1, None, "give 1 (every frame) or more")
+    if args.window_step is not None:
+        check_int("--window_step", args.window_step, 1, None, "give 1 or more frames between clip starts")
+    for name in ("adam_beta1", "adam_beta2"):
+        check_number(f"--{name}", getattr(args, name), 0.0, 0.999999, "give a value in 0..1 (exclusive), like 0.9")
+    check_number("--adam_weight_decay", args.adam_weight_decay, 0.0, 10.0, "give a weight decay like 1e-2")
+    check_number("--adam_epsilon", args.adam_epsilon, 1e-30, 1.0, "give a small positive epsilon like 1e-8")
+    if args.adam_epsilon <= 0:
+        raise InputError("--adam_epsilon must be positive; give a small positive epsilon like 1e-8")
+    check_number("--max_grad_norm", args.max_grad_norm, 0.0, None, "give a positive clipping norm like 1.0")
+    check_number("--reference_dropout", args.reference_dropout, 0.0, 1.0)
+    check_number("--ema_decay", args.ema_decay, 0.0, 1.0)
+    for name in ("checkpointing_steps", "validation_steps"):
+        check_int(f"--{name}", getattr(args, name), 0, None, "give 0 (never) or a number of steps")
+    check_int("--validation_num_frames", args.validation_num_frames, 1, None, "give 1 or more frames")
+    check_int("--validation_inference_steps", args.validation_inference_steps, 1, None, "give 1 or more steps")
 
 
 def make_optimizer_and_schedule(accelerator, parameters: list, args: argparse.Namespace):
@@ -555,7 +647,10 @@ def run_cli(main: Callable[[argparse.Namespace], Any], parse_args: Callable, arg
 
     try:
         main(parse_args(argv))
-    except (TrainConfigError, DatasetError, WeightFileError) as exc:
+    except (InputError, TrainConfigError, DatasetError, WeightFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (resume with --resume_from_checkpoint latest)", file=sys.stderr)
+        return 130
     return 0
