@@ -235,7 +235,17 @@ class ImageCodec(MapCodec):
         shape = (num_frames, size[1], size[0]) + (() if self.channels == 1 else (self.channels,))
         if np.shape(values) != shape:
             raise DatasetError(f"{self.where} must have shape {shape} to match rgb, got {np.shape(values)}")
-        return np.asarray(values)
+        values = np.asarray(values)
+        if values.dtype.kind == "f":
+            finite = np.isfinite(values).reshape(num_frames, -1).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                raise DatasetError(
+                    f"{self.where} frame {int(bad[0])} holds NaN or infinite values ({len(bad)} frame(s) in all, e.g. "
+                    f"{[int(b) for b in bad[:5]]}); the estimator failed on them - fix or replace the estimator, or "
+                    "leave this video out"
+                )
+        return values
 
     def write(self, video_dir: Path, values: np.ndarray) -> None:
         (Path(video_dir) / self.where).mkdir(parents=True, exist_ok=True)
@@ -375,8 +385,11 @@ def write_video(
     wheres = [codec.where for codec, _ in maps]
     if len(set(wheres)) != len(wheres):
         raise DatasetError(f"two maps would be stored in the same place: {wheres}")
-    checked = [(codec, codec.check(values, num_frames, (width, height))) for codec, values in maps]
     video_dir = Path(root) / check_video_id(video_id, Path(root) / "dataset.json")
+    try:
+        checked = [(codec, codec.check(values, num_frames, (width, height))) for codec, values in maps]
+    except DatasetError as error:
+        raise DatasetError(f"video {video_id!r}: {error}", kind=error.kind) from None
     video_dir.mkdir(parents=True, exist_ok=True)
     for codec, values in checked:
         codec.write(video_dir, values)
