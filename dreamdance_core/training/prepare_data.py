@@ -64,6 +64,13 @@ def load_estimator(kind: str, spec: str | None, options: argparse.Namespace) -> 
         return estimator(kind, spec, vars(options))
     except ModalityError as exc:
         raise PrepareError(str(exc)) from None
+    except (OSError, ValueError, ImportError) as exc:  # a missing model folder, an unknown hub id, a missing package
+        argument = spec.split(":", 1)[1] if spec and ":" in spec else spec
+        where = f" ({argument} does not exist here)" if argument and not Path(argument).exists() else ""
+        raise PrepareError(
+            f"the {kind} estimator {spec!r} could not be loaded{where}: {type(exc).__name__}: {str(exc)[:300]}; give "
+            "an existing local model folder (or a hub id with --allow_download where the estimator supports it)"
+        ) from None
 
 
 # --- conversion -----------------------------------------------------------------------------------------------------
