@@ -79,10 +79,18 @@ def check_filename_prefix(prefix: str, name: str = "filename_prefix") -> None:
 
 
 POSE_KEYPOINT_BYTES = 20_000  # a POSE_KEYPOINT person-frame as Python lists (body, face, hands): measured ~19.5 KB
+POSE_KEYPOINT_LIMIT = 2**30  # one pose in ComfyUI's output cache; 100000 frames (~1.9 GiB) took >10 s to build
 
 
 def check_pose_budget(what: str, frames: int, people: int = 1) -> None:
-    """Refuse a POSE_KEYPOINT of ``frames`` x ``people`` that would not fit the core's memory limit."""
-    from ..dreamdance_core.validation import check_budget
+    """Refuse a POSE_KEYPOINT of ``frames`` x ``people`` larger than :data:`POSE_KEYPOINT_LIMIT` (or the core's memory
+    limit, when lower): ComfyUI keeps every node's output in memory, and each pose node rebuilds the lists."""
+    from ..dreamdance_core.validation import InputError, format_bytes, memory_limit
 
-    check_budget(what, frames * max(1, people) * POSE_KEYPOINT_BYTES, f"lower the frame count ({frames})")
+    needed, limit = frames * max(1, people) * POSE_KEYPOINT_BYTES, min(POSE_KEYPOINT_LIMIT, memory_limit())
+    if needed > limit:
+        most = limit // (max(1, people) * POSE_KEYPOINT_BYTES)
+        raise InputError(
+            f"{what} of {frames} frames would hold about {format_bytes(needed)} of keypoint lists in ComfyUI's memory "
+            f"(limit {format_bytes(limit)} for one pose); lower num_frames to at most {most}, or make it in parts"
+        )

@@ -90,7 +90,10 @@ class DreamDanceLoadPose:
     def _text(pose_json: str, canvas):
         if not pose_json.strip():
             raise PoseError("no pose given: choose a file or paste POSE_KEYPOINT / OpenPose JSON into pose_json")
-        return parse_pose_json(pose_json, canvas)
+        try:
+            return parse_pose_json(pose_json, canvas)
+        except PoseError as error:
+            raise PoseError(f"pose_json: {error}") from None
 
     def execute(self, file: str, pose_json: str, canvas_width: int, canvas_height: int):
         canvas = _canvas(canvas_width, canvas_height)
