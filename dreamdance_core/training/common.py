@@ -457,6 +457,8 @@ def train_loop(
         metrics.log(
             global_step, loss=loss_sum / micro_step, lr=lr_scheduler.get_last_lr()[0], epoch=epoch,
             peak_memory_mb=peak_memory_mb(accelerator.device), videos=batch["video_id"],
+            processes=accelerator.num_processes, distributed=accelerator.distributed_type.value,
+            mixed_precision=accelerator.mixed_precision,
         )  # fmt: skip
         micro_step, loss_sum = 0, 0.0
         done = global_step >= args.max_train_steps
@@ -524,9 +526,11 @@ def common_options(*, width: int, height: int, num_frames: int, max_train_steps:
                "copies the weights)", type=float),
         Option("reference_dropout", 0.1, "probability of dropping the reference image (learns the CFG branch)",
                type=float),
-        Option("mixed_precision", "no", "no / fp16 / bf16 (GPUs; on a CPU fp32 is faster)",
-               choices=("no", "fp16", "bf16")),
+        Option("mixed_precision", None, "no / fp16 / bf16 (GPUs; on a CPU fp32 is faster); default: the accelerate "
+               "launch config's (train/accelerate/), else no", type=str, choices=("no", "fp16", "bf16")),
         Option("gradient_checkpointing", False, "recompute UNet blocks in backward to save memory", type=bool),
+        Option("use_8bit_adam", False, "bitsandbytes' 8-bit AdamW (optimizer state in 8 bits: ~1/4 of AdamW's; needs "
+               "pip install bitsandbytes)", type=bool),
         Option("fixed_noise", False, "debug: the same noise, timesteps and dropout every step (over-fitting check)",
                type=bool),
         # checkpoints, validation
@@ -565,6 +569,18 @@ def check_common_args(args: argparse.Namespace) -> None:
         raise TrainConfigError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.checkpoints_total_limit is not None and args.checkpoints_total_limit < 1:
         raise TrainConfigError("--checkpoints_total_limit must be at least 1 (the latest checkpoint is always kept)")
+
+
+def optimizer_class(args: argparse.Namespace) -> type:
+    """``torch.optim.AdamW``, or bitsandbytes' ``AdamW8bit`` with ``--use_8bit_adam`` (an error says how to get it)."""
+    if not getattr(args, "use_8bit_adam", False):
+        return torch.optim.AdamW
+    try:
+        import bitsandbytes
+    except ImportError as exc:
+        raise TrainConfigError(f"--use_8bit_adam needs bitsandbytes, which cannot be imported ({exc}); install it "
+                               "next to your torch (pip install bitsandbytes) or leave --use_8bit_adam off") from None
+    return bitsandbytes.optim.AdamW8bit
 
 
 def _lr_schedulers() -> tuple[str, ...]:
@@ -611,7 +627,7 @@ def make_optimizer_and_schedule(accelerator, parameters: list, args: argparse.Na
     prepared scheduler steps once per process)."""
     from diffusers.optimization import get_scheduler
 
-    optimizer = torch.optim.AdamW(
+    optimizer = optimizer_class(args)(
         parameters, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
     )  # fmt: skip
