@@ -149,10 +149,10 @@ def check_args(args: argparse.Namespace) -> None:
                          "another folder")  # fmt: skip
     _check_device(args.device)
     check_frames("--frames", args.frames)
-    if args.width is not None or args.height is not None:
-        check_size(args.width or 8, args.height or 8, "--width/--height")
-    if args.video_width is not None or args.video_height is not None:
-        check_size(args.video_width or 8, args.video_height or 8, "--video-width/--video-height")
+    for flags, (w, h) in {"--width/--height": (args.width, args.height),
+                          "--video-width/--video-height": (args.video_width, args.video_height)}.items():
+        if w is not None or h is not None:  # 0 is a value to refuse, not "the default"
+            check_size(8 if w is None else w, 8 if h is None else h, flags)
     for flag in ("steps", "video_steps"):
         if getattr(args, flag) is not None:
             check_steps("--" + flag.replace("_", "-"), getattr(args, flag))
