@@ -36,6 +36,13 @@ const TEMPLATE = [
 // (dreamdance_core/pose/schema.py; the mid-hip and the six foot points are dropped, as the node does).
 const BODY25_TO_BODY18 = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
 const NUM_BODY = 18;
+// Point counts the node reads per part (dreamdance_core/pose/io.py; BODY_25 is mapped first): others are resized.
+const POINT_COUNTS = {
+  pose_keypoints_2d: [NUM_BODY, 25],
+  face_keypoints_2d: [70, 68],
+  hand_left_keypoints_2d: [21],
+  hand_right_keypoints_2d: [21],
+};
 const DEFAULT_CANVAS = [512, 768];
 const MAX_NOTES = 4; // messages listed under the toolbar; the rest are counted
 const HIT_RADIUS = 9; // screen pixels
@@ -57,17 +64,20 @@ export function normaliseFrames(data) {
   const notes = [];
   let body25 = 0;
   const list = Array.isArray(data) ? data : [data];
+  const size = (v) => Number.isFinite(v) && v > 0;
+  const sized = list.find((f) => isObject(f) && size(f.canvas_width) && size(f.canvas_height));
+  const canvas = sized ? [sized.canvas_width, sized.canvas_height] : DEFAULT_CANVAS;
   const frames = list.map((frame, f) => {
     if (!isObject(frame)) {
       notes.push(`frame ${f + 1} is ${describe(frame)}, not a pose: shown empty (an edit replaces it)`);
-      return { people: [] };
+      return { people: [], canvas_width: canvas[0], canvas_height: canvas[1] }; // the other frames' canvas
     }
     const out = { ...frame };
-    for (const key of ["canvas_width", "canvas_height"]) {
-      if (key in out && !(Number.isFinite(out[key]) && out[key] > 0)) {
-        notes.push(`frame ${f + 1}: ${key} is ${describe(out[key])}, not a positive number: ignored`);
-        delete out[key];
-      }
+    const bad = ["canvas_width", "canvas_height"].filter((key) => key in out && !size(out[key]));
+    if (bad.length) {
+      const what = bad.map((key) => `${key} is ${describe(out[key])}`).join(", ");
+      notes.push(`frame ${f + 1}: ${what}, not a positive number: ${canvas[0]}x${canvas[1]} used`);
+      [out.canvas_width, out.canvas_height] = canvas; // the node needs both sides or none
     }
     if (out.people === undefined || out.people === null) out.people = [];
     if (!Array.isArray(out.people)) {
@@ -97,14 +107,15 @@ export function normaliseFrames(data) {
           notes.push(`${where}: ${part} has ${pts.length} numbers, not (x, y, confidence) triples: the rest dropped`);
           pts = pts.slice(0, pts.length - (pts.length % 3));
         }
-        if (part === "pose_keypoints_2d" && pts.length / 3 > NUM_BODY) {
-          if (pts.length / 3 === 25) {
-            body25 += 1;
-            pts = BODY25_TO_BODY18.flatMap((i) => pts.slice(3 * i, 3 * i + 3));
-          } else {
-            notes.push(`${where}: a body of ${pts.length / 3} points (the node reads 18 or BODY_25): first 18 shown`);
-            pts = pts.slice(0, 3 * NUM_BODY);
-          }
+        if (part === "pose_keypoints_2d" && pts.length === 75) {
+          body25 += 1;
+          pts = BODY25_TO_BODY18.flatMap((i) => pts.slice(3 * i, 3 * i + 3));
+        }
+        const counts = POINT_COUNTS[part], n = pts.length / 3;
+        if (n && !counts.includes(n)) {
+          const how = n > counts[0] ? `first ${counts[0]} kept` : `padded to ${counts[0]} with missing points`;
+          notes.push(`${where}: ${part} has ${n} points (the node reads ${counts.join(" or ")}): ${how}`);
+          pts = [...pts.slice(0, 3 * counts[0]), ...Array(Math.max(0, 3 * (counts[0] - n))).fill(0)];
         }
         copy[part] = pts;
       }
@@ -158,6 +169,10 @@ class PoseEditor {
   save() {
     const widget = this.widget("pose_json");
     if (widget) widget.value = JSON.stringify(this.frames);
+    // pose_json now holds exactly what is shown: the notes on the data it held before no longer apply
+    this.error = null;
+    this.notes = [];
+    this.showMessage();
     this.node.setDirtyCanvas?.(true, true);
   }
 
