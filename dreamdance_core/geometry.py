@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from .autoencoder import decode, encode
+from .cancel import CancelCheck, cancel_hooks, check
 
 
 def depth_to_image(depth: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,22 +61,36 @@ def image_to_normal(image: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_latents(vae, images: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
-    """Images ``[N, 3, H, W]`` in -1..1 -> scaled latents ``[N, 4, H/8, W/8]``, encoded ``chunk_size`` at a time."""
+def encode_latents(
+    vae, images: torch.Tensor, chunk_size: int = 8, cancel_check: CancelCheck | None = None
+) -> torch.Tensor:
+    """Images ``[N, 3, H, W]`` in -1..1 -> scaled latents ``[N, 4, H/8, W/8]``, encoded ``chunk_size`` at a time
+    (``cancel_check``: called before every chunk and between the encoder's blocks, :mod:`dreamdance_core.cancel`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     images = images.to(device=vae.device, dtype=vae.dtype)
-    latents = [encode(vae, chunk) for chunk in images.split(chunk_size)]
+    latents = []
+    with cancel_hooks(cancel_check, [vae]):
+        for chunk in images.split(chunk_size):
+            check(cancel_check)
+            latents.append(encode(vae, chunk))
     return torch.cat(latents) * vae.config.scaling_factor
 
 
 @torch.no_grad()
-def decode_latents(vae, latents: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
-    """Scaled latents ``[N, 4, h, w]`` -> images ``[N, 3, 8h, 8w]`` in -1..1, decoded ``chunk_size`` at a time."""
+def decode_latents(
+    vae, latents: torch.Tensor, chunk_size: int = 8, cancel_check: CancelCheck | None = None
+) -> torch.Tensor:
+    """Scaled latents ``[N, 4, h, w]`` -> images ``[N, 3, 8h, 8w]`` in -1..1, decoded ``chunk_size`` at a time
+    (``cancel_check``: called before every chunk and between the decoder's blocks, :mod:`dreamdance_core.cancel`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     latents = latents.to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor
-    images = [decode(vae, chunk) for chunk in latents.split(chunk_size)]
+    images = []
+    with cancel_hooks(cancel_check, [vae]):
+        for chunk in latents.split(chunk_size):
+            check(cancel_check)
+            images.append(decode(vae, chunk))
     return torch.cat(images).float().clamp(-1.0, 1.0)
 
 

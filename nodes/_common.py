@@ -29,6 +29,19 @@ def core_to_comfy(image):
     return ((image.float().clamp(-1.0, 1.0) + 1.0) / 2.0).permute(0, 2, 3, 1).contiguous().cpu()
 
 
+def uint8_to_comfy(images, cancel_check=None):
+    """``uint8 [f, H, W, 3]`` numpy frames -> ComfyUI IMAGE, converted frame by frame with a cancel check before each
+    (the same values as ``torch.from_numpy(images).float() / 255``)."""
+    import torch
+
+    out = torch.empty(images.shape, dtype=torch.float32)
+    for index, frame in enumerate(images):
+        if cancel_check is not None:
+            cancel_check()
+        out[index].copy_(torch.from_numpy(frame)).div_(255.0)
+    return out
+
+
 def fit_input(*extra: str) -> tuple:
     """The ``fit`` combo input, with one default everywhere (:mod:`dreamdance_core.fit`); ``extra``: more modes."""
     from ..dreamdance_core.fit import DEFAULT_FIT, FIT_HELP, FIT_MODES
@@ -36,6 +49,15 @@ def fit_input(*extra: str) -> tuple:
     tooltip = FIT_HELP + (" stretch = scale each axis on its own (older workflows)." if "stretch" in extra else "")
     tooltip += " contain = pad (its name in older workflows)." if "contain" in extra else ""
     return ((*FIT_MODES, *extra), {"default": DEFAULT_FIT, "tooltip": tooltip})
+
+
+def interrupt_check():
+    """The core's cancel check (:mod:`dreamdance_core.cancel`): ComfyUI's own interrupt test, which raises its
+    ``InterruptProcessingException`` once the user pressed Cancel. The core calls it between model blocks, VAE chunks
+    and rendered frames, so a cancel lands within about a second at every size the nodes allow."""
+    import comfy.model_management
+
+    return comfy.model_management.throw_exception_if_processing_interrupted
 
 
 def progress_callback(total: int):

@@ -8,7 +8,8 @@ from __future__ import annotations
 from ..dreamdance_core.fit import DEFAULT_FIT
 from ..dreamdance_core.sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS
 from ._common import (
-    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
+    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, interrupt_check, model_file, progress_callback,
+    run_on_device,
 )  # fmt: skip
 from ._validate import queue_check
 
@@ -113,7 +114,7 @@ class DreamDanceWindowOptions:
         return (WindowOptions(length=length, overlap=overlap, weighting=weighting, retain_first=retain_first_frame),)
 
 
-def _pose_maps(pose_keypoint, pose_images, width: int, height: int, fit: str):
+def _pose_maps(pose_keypoint, pose_images, width: int, height: int, fit: str, cancel_check=None):
     """Core pose maps ``[F, 3, H, W]`` from either a POSE_KEYPOINT or rendered pose IMAGEs (exactly one), placed by
     the fit policy like the reference image."""
     from ..dreamdance_core.media import fit_images, from_uint8
@@ -122,7 +123,8 @@ def _pose_maps(pose_keypoint, pose_images, width: int, height: int, fit: str):
     if (pose_keypoint is None) == (pose_images is None):
         raise ValueError("connect exactly one pose input: pose_keypoint (skeleton keypoints) or pose_images (rendered)")
     if pose_keypoint is not None:
-        return from_uint8(render_poses(from_pose_keypoint(pose_keypoint), width, height, fit=fit))
+        poses = render_poses(from_pose_keypoint(pose_keypoint), width, height, fit=fit, cancel_check=cancel_check)
+        return from_uint8(poses)
     return fit_images(comfy_to_core(pose_images), width, height, fit)
 
 
@@ -180,7 +182,8 @@ class DreamDancePoseToGeometry:
         from ..dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
         from ..dreamdance_core.sampling.windows import window_indices
 
-        poses = _pose_maps(pose_keypoint, pose_images, width, height, fit)
+        cancel_check = interrupt_check()
+        poses = _pose_maps(pose_keypoint, pose_images, width, height, fit, cancel_check)
         reference = fit_images(comfy_to_core(reference)[:1], width, height, fit)
         callback = progress_callback(steps * len(window_indices(max(1, poses.shape[0]), windows)))
         pipeline = geometry_model
@@ -188,7 +191,8 @@ class DreamDancePoseToGeometry:
             dtype = pipeline.model.denoising_unet.dtype
             options = Stage1Options(steps=steps, guidance=(cfg_rgb, cfg_normal, cfg_depth), windows=windows, seed=seed,
                                     scheduler=scheduler)  # fmt: skip
-            result = sample_geometry(pipeline, reference.to(device, dtype), poses.to(device, dtype), options, callback)
+            result = sample_geometry(pipeline, reference.to(device, dtype), poses.to(device, dtype), options, callback,
+                                     cancel_check=cancel_check)  # fmt: skip
         return tuple(core_to_comfy(x) for x in (result.depth, result.normal, result.rgb, poses))
 
 

@@ -16,7 +16,7 @@ from ..dreamdance_core.pose import (
 )  # fmt: skip
 from ..dreamdance_core.pose.decode import decode_body_images
 from ..dreamdance_core.fit import LEGACY_FITS
-from ._common import fit_input
+from ._common import fit_input, interrupt_check, uint8_to_comfy
 from ._validate import check_filename_prefix, check_pose_budget, queue_check
 
 CATEGORY = "DreamDance/pose"
@@ -181,8 +181,6 @@ class DreamDanceRenderPose:
         return queue_check(cls, values)
 
     def execute(self, pose, width, height, fit, draw_body, draw_hands, draw_face, confidence_threshold):
-        import torch
-
         from ..dreamdance_core.validation import check_frames_budget
 
         frames = len(pose) if isinstance(pose, list) else 1
@@ -191,8 +189,10 @@ class DreamDanceRenderPose:
         # uint8 maps from the core + this IMAGE in float32: 5 bytes per channel and pixel
         check_frames_budget("Render Pose's images", frames, *size, copies=5 / 4)
         style = RenderStyle(body=draw_body, hands=draw_hands, face=draw_face, confidence_threshold=confidence_threshold)
-        images = render_poses(from_pose_keypoint(pose), width or None, height or None, style=style, fit=fit)
-        return (torch.from_numpy(images).float() / 255.0,)
+        cancel_check = interrupt_check()
+        images = render_poses(from_pose_keypoint(pose), width or None, height or None, style=style, fit=fit,
+                              cancel_check=cancel_check)  # fmt: skip
+        return (uint8_to_comfy(images, cancel_check),)
 
 
 def _int(frame, key: str) -> int:
@@ -379,7 +379,7 @@ class DreamDancePoseFromImage:
 
     def execute(self, pose_images):
         images = (pose_images[..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
-        return (to_pose_keypoint(decode_body_images(images)),)
+        return (to_pose_keypoint(decode_body_images(images, cancel_check=interrupt_check())),)
 
 
 def default_editor_pose() -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..dreamdance_core.fit import DEFAULT_FIT
 from ..dreamdance_core.sampling.schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS
 from ._common import (
-    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, model_file, progress_callback, run_on_device,
+    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, interrupt_check, model_file, progress_callback,
+    run_on_device,
 )  # fmt: skip
 from ._validate import queue_check
 from .control import CONTROL_MAPS
@@ -163,7 +164,7 @@ class DreamDanceAnimate:
             dtype = pipeline.components.unet.dtype
             inputs = Stage2Inputs({k: v.to(device, dtype) for k, v in maps.items()}, strength, strengths)
             reference = fit_images(comfy_to_core(reference)[:1], width, height, fit).to(device)  # at the video size
-            video = sample_stage2(pipeline, reference, inputs, options, callback)
+            video = sample_stage2(pipeline, reference, inputs, options, callback, cancel_check=interrupt_check())
         return (core_to_comfy(video),)
 
 

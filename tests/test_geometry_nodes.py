@@ -119,7 +119,7 @@ def test_reference_and_keypoints_are_fitted_alike(nodes, monkeypatch, canvas, mo
     node's ``fit`` so that each keypoint stays on its body pixel (tests/fit_cases.py)."""
     seen = {}
 
-    def sample_geometry(pipeline, reference, poses, options, callback=None):  # records Stage 1's inputs
+    def sample_geometry(pipeline, reference, poses, options, callback=None, cancel_check=None):  # records inputs
         seen.update(reference=reference, poses=poses)
         return SimpleNamespace(depth=poses, normal=poses, rgb=poses)
 

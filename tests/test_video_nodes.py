@@ -139,7 +139,7 @@ def _capture_stage2(monkeypatch) -> dict:
     """Replace the Stage-2 sampler the node calls by one that records its reference and control maps."""
     seen = {}
 
-    def sample_stage2(pipeline, reference, inputs, options, callback=None):
+    def sample_stage2(pipeline, reference, inputs, options, callback=None, cancel_check=None):
         seen.update(reference=reference, maps=dict(inputs.maps), options=options)
         return torch.zeros(options.num_frames, 3, options.height, options.width)
 

@@ -17,15 +17,17 @@ nothing.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.controlnets.controlnet import zero_module
 from einops import rearrange
 from torch import nn
+
+from ..cancel import CancellableAttnProcessor, scaled_dot_product_attention
 
 
 class _ZeroInitAttention(nn.Module):
@@ -108,6 +110,12 @@ class ReferenceRecordProcessor:
         self.name = name
         self.inner = AttnProcessor2_0()
 
+    def with_cancel_check(self, cancel_check) -> "ReferenceRecordProcessor":
+        """A copy whose attention checks ``cancel_check`` between query chunks (:mod:`dreamdance_core.cancel`)."""
+        twin = copy.copy(self)
+        twin.inner = CancellableAttnProcessor(cancel_check)
+        return twin
+
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None):
         if self.state.record is not None:
             self.state.record[self.name] = hidden_states
@@ -135,6 +143,13 @@ class Stage1SelfAttnProcessor:
         self.name = name
         self.geometry = geometry
         self.temporal = temporal
+        self.cancel_check = None
+
+    def with_cancel_check(self, cancel_check) -> "Stage1SelfAttnProcessor":
+        """A copy whose attention checks ``cancel_check`` between query chunks (:mod:`dreamdance_core.cancel`)."""
+        twin = copy.copy(self)
+        twin.cancel_check = cancel_check
+        return twin
 
     def _self_attention(self, attn: Attention, x: torch.Tensor) -> torch.Tensor:
         # x: [B, N, C]
@@ -155,7 +170,7 @@ class Stage1SelfAttnProcessor:
                 mask = torch.cat([keep_self, keep_ref], dim=1)[:, None, None, :]  # [B, 1, 1, N + Nr]
         heads = attn.heads
         query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=heads) for t in (query, key, value))
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+        out = scaled_dot_product_attention(query, key, value, mask, self.cancel_check)
         out = rearrange(out, "b h n d -> b n (h d)")
         return attn.to_out[1](attn.to_out[0](out))
 

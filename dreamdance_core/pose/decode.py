@@ -11,22 +11,27 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..cancel import CancelCheck, check
 from .schema import BODY_COLORS, NUM_BODY
 from .sequence import PoseError, PoseSequence
 
 
-def decode_body_images(images: np.ndarray, min_pixels: int = 3) -> PoseSequence:
-    """``uint8 [F, H, W, 3]`` RGB OpenPose maps -> one person's body per frame (confidence 1 where found)."""
+def decode_body_images(
+    images: np.ndarray, min_pixels: int = 3, cancel_check: CancelCheck | None = None
+) -> PoseSequence:
+    """``uint8 [F, H, W, 3]`` RGB OpenPose maps -> one person's body per frame (confidence 1 where found);
+    ``cancel_check`` is called before every frame (:mod:`dreamdance_core.cancel`)."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise PoseError(f"expected uint8 RGB images [frames, H, W, 3], got {images.dtype} {images.shape}")
     frames, height, width, _ = images.shape
     seq = PoseSequence.empty(frames, 1, (width, height))
     colors = np.array(BODY_COLORS, dtype=np.int32)
-    packed = (images.astype(np.int32) * [65536, 256, 1]).sum(-1)  # one integer per colour: [F, H, W]
     keys = (colors * [65536, 256, 1]).sum(-1)
     for f in range(frames):
+        check(cancel_check)
+        packed = (images[f].astype(np.int32) * [65536, 256, 1]).sum(-1)  # one integer per colour: [H, W]
         for joint in range(NUM_BODY):
-            count, _, stats, _ = cv2.connectedComponentsWithStats((packed[f] == keys[joint]).astype(np.uint8))
+            count, _, stats, _ = cv2.connectedComponentsWithStats((packed == keys[joint]).astype(np.uint8))
             if count < 2:
                 continue
             x, y, w, h, area = stats[1 + np.argmax(stats[1:, cv2.CC_STAT_AREA])]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..cancel import CancelCheck, check
 from ..fit import DEFAULT_FIT, Fit, fit_transform
 from .schema import (
     BODY_BONES, BODY_COLORS, BONE_COLOR_FACTOR, FACE_POINT_COLOR, HAND_EDGE_COLORS, HAND_EDGES, HAND_POINT_COLOR,
@@ -50,8 +51,11 @@ def render_poses(
     height: int | None = None,
     style: RenderStyle = RenderStyle(),
     fit: Fit = DEFAULT_FIT,
+    *,
+    cancel_check: CancelCheck | None = None,
 ) -> np.ndarray:
     """Render every frame: ``uint8 [F, height, width, 3]`` RGB on black (size defaults to the sequence's canvas).
+    ``cancel_check`` is called before every frame (:mod:`dreamdance_core.cancel`).
 
     The canvas is placed on the output by the fit policy (:mod:`dreamdance_core.fit`: ``"crop"``, ``"pad"`` or
     ``"stretch"``), exactly as :func:`dreamdance_core.media.fit_images` places an image of the canvas's size, so the
@@ -71,6 +75,7 @@ def render_poses(
     scale, offset = np.array(transform.scale), np.array(transform.offset)
     images = np.zeros((seq.num_frames, height, width, 3), dtype=np.uint8)
     for f in range(seq.num_frames):
+        check(cancel_check)
         for p in np.flatnonzero(seq.people[f]):
             _draw_person(images[f], seq, f, p, scale, offset, style)
     return images

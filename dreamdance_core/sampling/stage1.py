@@ -15,6 +15,7 @@ from typing import Callable
 import PIL.Image
 import torch
 
+from ..cancel import CancelCheck, cancel_hooks, release_on_error
 from ..geometry import decode_latents, encode_latents, latent_preview
 from ..models.clip_image import ReferenceImage, encode_reference_image, vae_reference_pixels
 from ..models.stage1 import NUM_DOMAINS, SD15_NOISE_SCHEDULE
@@ -22,8 +23,8 @@ from ..pipelines import GeometryPipeline
 from .guidance import multi_domain_cfg
 from .schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS, check_scheduler_name, stage1_scheduler
 from .windows import WindowOptions, blend_windows, window_indices
-
 from ..validation import InputError, check_cfg, check_images, check_int, check_steps
+
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
 
 SD15_DDIM_CONFIG = SD15_NOISE_SCHEDULE  # SD1.5's training noise schedule, "trailing" timestep spacing
@@ -132,6 +133,7 @@ def clean_estimate(model_input: torch.Tensor, output: torch.Tensor, t, sigmas: t
     return (x - (1 - alpha) ** 0.5 * out) / alpha**0.5
 
 
+@release_on_error
 @torch.no_grad()
 def sample_geometry(
     pipeline: GeometryPipeline,
@@ -139,6 +141,8 @@ def sample_geometry(
     inputs: torch.Tensor,
     options: Stage1Options | None = None,
     callback: Callback | None = None,
+    *,
+    cancel_check: CancelCheck | None = None,
 ) -> GeometryOutput:
     """Generate RGB, normal and depth frames for the pose maps ``inputs`` in the appearance of ``reference``.
 
@@ -156,10 +160,18 @@ def sample_geometry(
             branch drops the reference image (no reference injection, zero CLIP embedding).
         callback: ``callback(step, total, preview)`` after every window of every step (``preview``: approximate RGB
             ``[3, h, w]`` of the window's middle frame, from its clean-latent estimate); raise in it to cancel.
+        cancel_check: called between the blocks of every model forward and between VAE chunks; raise in it to cancel
+            within one block (:mod:`dreamdance_core.cancel`).
     """
     options, poses = options or Stage1Options(), inputs
-    model, vae, image_encoder = pipeline.model, pipeline.vae, pipeline.image_encoder
     reference = _check_inputs(reference, poses)
+    with cancel_hooks(cancel_check, [pipeline.model, pipeline.image_encoder]):  # the VAE's come with its calls
+        return _sample(pipeline, reference, poses, options, callback, cancel_check)
+
+
+def _sample(pipeline, reference, poses, options, callback, cancel_check) -> GeometryOutput:
+    """:func:`sample_geometry` after its checks, inside its cancel hooks."""
+    model, vae, image_encoder = pipeline.model, pipeline.vae, pipeline.image_encoder
     device, dtype = model.denoising_unet.device, model.denoising_unet.dtype
     scheduler = stage1_scheduler(options.scheduler, model.noise_schedule)
     scheduler.set_timesteps(options.steps, device=device)
@@ -171,7 +183,8 @@ def sample_geometry(
 
     # 1. reference, once per video: CLIP embedding of it as given, VAE latents at the sampling size, reference-UNet
     image_embeds = encode_reference_image(image_encoder, reference).to(device=device, dtype=dtype)[:, None]  # [1, 1, C]
-    reference_latents = encode_latents(vae, vae_reference_pixels(reference, *poses.shape[-2:]))
+    pixels = vae_reference_pixels(reference, *poses.shape[-2:])
+    reference_latents = encode_latents(vae, pixels, cancel_check=cancel_check)
     features = model.encode_reference(reference_latents.to(device=device, dtype=dtype), image_embeds)
     # 2. pose guider features, once per video
     pose_features = model.encode_pose(poses.to(device=device, dtype=dtype))  # [F, C0, h, w]
@@ -234,6 +247,6 @@ def sample_geometry(
         latents = scheduler.step(eps, t, latents, generator=generator).prev_sample
 
     # 4. decode every domain's frames
-    decoded = decode_latents(vae, latents.flatten(0, 1), chunk_size=options.decode_chunk_size)
+    decoded = decode_latents(vae, latents.flatten(0, 1), options.decode_chunk_size, cancel_check)
     rgb, normal, depth = decoded.view(NUM_DOMAINS, num_frames, *decoded.shape[1:]).unbind(0)
     return GeometryOutput(rgb=rgb, normal=normal, depth=depth)

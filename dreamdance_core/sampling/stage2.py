@@ -37,6 +37,7 @@ import PIL.Image
 import torch
 
 from ..autoencoder import decode, encode
+from ..cancel import CancelCheck, cancel_hooks, check, release_on_error
 from ..geometry import latent_preview
 from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
 from ..models.controller import ControlMapError
@@ -129,8 +130,8 @@ def _check_reference(reference: ReferenceImage) -> ReferenceImage:
         reference = reference[None]
     if reference.ndim != 4 or reference.shape[:2] != (1, 3):
         raise Stage2InputError(f"the reference image must be [3, H, W] or [1, 3, H, W] in -1..1, got {tuple(reference.shape)}")
-    return reference
     check_images("the reference image", reference)
+    return reference
 
 
 def _split_pipeline(pipeline: VideoPipeline | SVDComponents, inputs: Stage2Inputs | None):
@@ -167,10 +168,17 @@ def _check_control(inputs: Stage2Inputs, pipeline: VideoPipeline, options: Stage
         )
 
 
-def decode_latents(vae: torch.nn.Module, latents: torch.Tensor, decode_chunk_size: int) -> torch.Tensor:
-    """``[f, c, h, w]`` SVD latents -> frames ``[f, 3, H, W]`` in -1..1, ``decode_chunk_size`` frames at a time."""
+def decode_latents(
+    vae: torch.nn.Module, latents: torch.Tensor, decode_chunk_size: int, cancel_check: CancelCheck | None = None
+) -> torch.Tensor:
+    """``[f, c, h, w]`` SVD latents -> frames ``[f, 3, H, W]`` in -1..1, ``decode_chunk_size`` frames at a time
+    (``cancel_check``: called before every chunk and between the decoder's blocks, :mod:`dreamdance_core.cancel`)."""
     latents = latents / vae.config.scaling_factor
-    frames = [decode(vae, chunk, num_frames=chunk.shape[0]).float() for chunk in latents.split(decode_chunk_size, dim=0)]
+    frames = []
+    with cancel_hooks(cancel_check, [vae]):
+        for chunk in latents.split(decode_chunk_size, dim=0):
+            check(cancel_check)
+            frames.append(decode(vae, chunk, num_frames=chunk.shape[0]).float())
     return torch.cat(frames, dim=0).clamp(-1.0, 1.0)
 
 
@@ -190,6 +198,7 @@ def clean_estimate(model_input: torch.Tensor, prediction: torch.Tensor, t: torch
     return edm_denoised(noisy, prediction.float(), sigma)
 
 
+@release_on_error
 @torch.no_grad()
 def sample_stage2(
     pipeline: VideoPipeline | SVDComponents,
@@ -197,6 +206,8 @@ def sample_stage2(
     inputs: Stage2Inputs | None = None,
     options: Stage2Options | None = None,
     callback: ProgressCallback | None = None,
+    *,
+    cancel_check: CancelCheck | None = None,
 ) -> torch.Tensor:
     """Animate ``reference`` into frames ``[f, 3, height, width]`` in -1..1.
 
@@ -212,15 +223,24 @@ def sample_stage2(
     scheduler). ``callback(step, total, preview)`` is called after every window of every step (``total = steps x
     windows``; ``preview``: approximate RGB ``[3, h, w]`` of the window's middle frame as the step predicts it clean,
     for 4-channel SD latents with SVD's v-prediction and continuous timesteps, else None); raising from it cancels the
-    run (the exception propagates).
+    run (the exception propagates). ``cancel_check`` is called between the blocks of every model forward (SVD UNet,
+    ControlNet, controller, image encoder, VAE) and between VAE chunks; raising from it cancels within one block
+    (:mod:`dreamdance_core.cancel`).
     """
     options = options or Stage2Options()
     components, controller, controlnet = _split_pipeline(pipeline, inputs)
-    unet, vae = components.unet, components.vae
-    device, dtype = unet.device, unet.dtype
     reference = _check_reference(reference)
     if inputs is not None:
         _check_control(inputs, pipeline, options)
+    models = [m for m in (components.unet, components.image_encoder, controller, controlnet) if m is not None]
+    with cancel_hooks(cancel_check, models):  # the VAE's come with its calls
+        return _sample(components, controller, controlnet, reference, inputs, options, callback, cancel_check)
+
+
+def _sample(components, controller, controlnet, reference, inputs, options, callback, cancel_check) -> torch.Tensor:
+    """:func:`sample_stage2` after its checks, inside its cancel hooks."""
+    unet, vae = components.unet, components.vae
+    device, dtype = unet.device, unet.dtype
     config = components.scheduler_config
     previews = config.get("prediction_type") == "v_prediction" and config.get("timestep_type") == "continuous"
     num_frames, size = options.num_frames, (options.height, options.width)
@@ -235,7 +255,8 @@ def sample_stage2(
     pixels = vae_reference_pixels(reference, *size).float().cpu()
     noise = torch.randn(pixels.shape, generator=generator)
     augmented = (pixels + options.noise_aug_strength * noise).to(device=device, dtype=vae.dtype)
-    image_latents = encode(vae, augmented).to(dtype)
+    with cancel_hooks(cancel_check, [vae]):
+        image_latents = encode(vae, augmented).to(dtype)
     if do_cfg:
         image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
         image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
@@ -296,4 +317,4 @@ def sample_stage2(
         latents = scheduler.step(prediction, t, latents, generator=generator).prev_sample
 
     # 7. decode in chunks: [f, 3, H, W]
-    return decode_latents(vae, latents[0].to(vae.dtype), options.decode_chunk_size)
+    return decode_latents(vae, latents[0].to(vae.dtype), options.decode_chunk_size, cancel_check)
