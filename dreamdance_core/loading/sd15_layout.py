@@ -14,8 +14,7 @@ from typing import Mapping
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-LDM_UNET_PREFIX = "model.diffusion_model."
-LDM_VAE_PREFIX = "first_stage_model."
+from .ldm_names import RESBLOCK, UNET_PREFIX, VAE_ATTENTION, VAE_PREFIX, rename_first
 
 StateDict = dict[str, torch.Tensor]
 
@@ -27,34 +26,11 @@ _UNET_TOP_LEVEL = {
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
 }
-_UNET_RESNET = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "time_emb_proj": "emb_layers.1",
-    "conv_shortcut": "skip_connection",
-}
-_VAE_ATTENTION = {
-    "group_norm": "norm",
-    "to_q": "q",
-    "to_k": "k",
-    "to_v": "v",
-    "to_out.0": "proj_out",
-}
-
-
-def _rename_first(name: str, table: Mapping[str, str]) -> str:
-    """Replace the leading module path of ``name`` by its entry in ``table`` (exact dotted-prefix match)."""
-    for old, new in table.items():
-        if name.startswith(old + "."):
-            return new + name[len(old):]
-    raise KeyError(name)
 
 
 def _unet_layer(kind: str, rest: str) -> str:
     """Inside an LDM input/output block: slot 0 is the resnet (renamed parts), slot 1 the transformer (same names)."""
-    return f"0.{_rename_first(rest, _UNET_RESNET)}" if kind == "resnets" else f"1.{rest}"
+    return f"0.{rename_first(rest, RESBLOCK)}" if kind == "resnets" else f"1.{rest}"
 
 
 def _unet_key_to_ldm(key: str, unet: UNet2DConditionModel) -> str:
@@ -67,7 +43,7 @@ def _unet_key_to_ldm(key: str, unet: UNet2DConditionModel) -> str:
     if match := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
         return f"input_blocks.{1 + int(match[1]) * per_block + unet.config.layers_per_block}.0.op.{match[2]}"
     if match := re.match(r"mid_block\.resnets\.(\d+)\.(.*)", key):
-        return f"middle_block.{2 * int(match[1])}.{_rename_first(match[2], _UNET_RESNET)}"
+        return f"middle_block.{2 * int(match[1])}.{rename_first(match[2], RESBLOCK)}"
     if match := re.match(r"mid_block\.attentions\.0\.(.*)", key):
         return f"middle_block.1.{match[1]}"
     if match := re.match(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
@@ -77,12 +53,12 @@ def _unet_key_to_ldm(key: str, unet: UNet2DConditionModel) -> str:
         block = int(match[1])
         slot = 2 if has_attention[block] else 1
         return f"output_blocks.{block * per_block + unet.config.layers_per_block}.{slot}.conv.{match[2]}"
-    return _rename_first(key, _UNET_TOP_LEVEL)
+    return rename_first(key, _UNET_TOP_LEVEL)
 
 
 def unet_to_ldm(unet: UNet2DConditionModel) -> StateDict:
     """The UNet's weights under LDM names, prefixed ``model.diffusion_model.`` (as in SD1.x single files)."""
-    return {LDM_UNET_PREFIX + _unet_key_to_ldm(k, unet): v.clone() for k, v in unet.state_dict().items()}
+    return {UNET_PREFIX + _unet_key_to_ldm(k, unet): v.clone() for k, v in unet.state_dict().items()}
 
 
 def _vae_key_to_ldm(key: str, num_blocks: int) -> str:
@@ -95,11 +71,11 @@ def _vae_key_to_ldm(key: str, num_blocks: int) -> str:
     key = re.sub(r"^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", r"decoder.up.\1.upsample.", key)
     key = re.sub(r"\.mid_block\.resnets\.(\d+)\.", lambda m: f".mid.block_{int(m[1]) + 1}.", key)
     if match := re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)", key):
-        return f"{match[1]}.mid.attn_1.{_rename_first(match[2], _VAE_ATTENTION)}"
+        return f"{match[1]}.mid.attn_1.{rename_first(match[2], VAE_ATTENTION)}"
     return key.replace(".conv_shortcut.", ".nin_shortcut.")
 
 
-def vae_to_ldm(vae: AutoencoderKL, prefix: str = LDM_VAE_PREFIX) -> StateDict:
+def vae_to_ldm(vae: AutoencoderKL, prefix: str = VAE_PREFIX) -> StateDict:
     """The VAE's weights under LDM names; attention projections as 1x1 convs ``[c, c, 1, 1]`` like the originals."""
     num_blocks = len(vae.config.block_out_channels)
     ldm = {}

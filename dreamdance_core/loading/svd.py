@@ -39,11 +39,10 @@ from ..models.unet_svd import ControlledSVDUNet
 from ..pipelines import SVDComponents
 from .clip_vision import HOW_TO_GET_SVD_IMAGE_ENCODER, PATCH_EMBEDDING, POSITION_IDS, load_clip_image_encoder
 from ..weights import SafetensorsFile, StateDict, WeightFileError, build_empty, fill_strict, load_model_strict, shorten
+from .ldm_names import RESBLOCK, UNET_PREFIX, VAE_ATTENTION, VAE_PREFIX, rename_first
 from .sd15 import describe_family
 
 SVD_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "svd"
-UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "conditioner.embedders.0.open_clip.model.visual."
 SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
 HOW_TO_GET_SVD = (
@@ -69,25 +68,12 @@ class OriginalKey:
 
 # ---------------------------------------------------------------------------------------------------------- key maps
 
-_LDM_RESBLOCK = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
-_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-
-
-def _rename_first(rest: str, table: Mapping[str, str]) -> str:
-    """Rename the leading module name of ``rest`` (e.g. ``conv1.weight``) through ``table``."""
-    for new, old in table.items():
-        if rest.startswith(new + "."):
-            return old + rest[len(new):]
-    return rest
-
-
 def _video_resblock(rest: str, spatial: Mapping[str, str], mix_factor: str) -> str:
     """diffusers ``SpatioTemporalResBlock`` -> original ``VideoResBlock`` (spatial part, ``time_stack``, mixer)."""
     if rest.startswith("spatial_res_block."):
-        return _rename_first(rest[len("spatial_res_block."):], spatial)
+        return rename_first(rest[len("spatial_res_block."):], spatial, strict=False)
     if rest.startswith("temporal_res_block."):
-        return "time_stack." + _rename_first(rest[len("temporal_res_block."):], _LDM_RESBLOCK)
+        return "time_stack." + rename_first(rest[len("temporal_res_block."):], RESBLOCK, strict=False)
     if rest == "time_mixer.mix_factor":
         return mix_factor
     raise KeyError(rest)
@@ -109,7 +95,7 @@ def unet_original_key(key: str, layers_per_block: int, up_blocks_with_attention:
         if key.startswith(new):
             return OriginalKey(old + key[len(new):])
     per_level = layers_per_block + 1
-    resblock = lambda rest: _video_resblock(rest, _LDM_RESBLOCK, "time_mixer.mix_factor")  # noqa: E731
+    resblock = lambda rest: _video_resblock(rest, RESBLOCK, "time_mixer.mix_factor")  # noqa: E731
     if m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", key):
         block, kind, layer, rest = int(m[1]), m[2], int(m[3]), m[4]
         index = 1 + block * per_level + layer
@@ -151,12 +137,12 @@ def vae_original_key(key: str, num_blocks: int) -> OriginalKey | None:
     if rest.startswith(("conv_in.", "conv_out.")):
         return OriginalKey(key)
     if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", rest):
-        return OriginalKey(f"{part}.mid.attn_1.{_rename_first(m[1], _VAE_ATTENTION)}")
+        return OriginalKey(f"{part}.mid.attn_1.{rename_first(m[1], VAE_ATTENTION, strict=False)}")
     if m := re.fullmatch(r"mid_block\.resnets\.(\d)\.(.+)", rest):
         inner = m[2] if part == "encoder" else _video_resblock(m[2], vae_resnet, "mix_factor")
-        return OriginalKey(f"{part}.mid.block_{int(m[1]) + 1}.{_rename_first(inner, vae_resnet)}")
+        return OriginalKey(f"{part}.mid.block_{int(m[1]) + 1}.{rename_first(inner, vae_resnet, strict=False)}")
     if m := re.fullmatch(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", rest):
-        return OriginalKey(f"encoder.down.{m[1]}.block.{m[2]}.{_rename_first(m[3], vae_resnet)}")
+        return OriginalKey(f"encoder.down.{m[1]}.block.{m[2]}.{rename_first(m[3], vae_resnet, strict=False)}")
     if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", rest):
         return OriginalKey(f"encoder.down.{m[1]}.downsample.conv.{m[2]}")
     if m := re.fullmatch(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", rest):
