@@ -127,8 +127,9 @@ LOW = range(91, 112)  # COCO-WholeBody left hand: peaks under the threshold -> a
 BOX = (8.0, 12.0, 40.0, 60.0)  # the detector's one person, in detector-input pixels (xyxy)
 
 
-def onnx_detector(path: Path) -> None:
-    """YOLOX's real I/O ('input' [1,3,64,64] -> 'output' [1, anchors, 85], no NMS inside), one person at BOX."""
+def onnx_detector(path: Path, person: bool = True) -> None:
+    """YOLOX's real I/O ('input' [1,3,64,64] -> 'output' [1, anchors, 85], no NMS inside), one person at BOX (or,
+    ``person=False``, nobody)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -137,7 +138,7 @@ def onnx_detector(path: Path) -> None:
     table[..., 4:] = 0.0  # objectness and class scores 0
     x0, y0, x1, y1 = BOX  # anchor 0: stride 8, grid cell (0, 0)
     table[0, 0, :4] = [(x0 + x1) / 2 / 8, (y0 + y1) / 2 / 8, math.log((x1 - x0) / 8), math.log((y1 - y0) / 8)]
-    table[0, 0, 4], table[0, 0, 5] = 0.95, 0.95  # objectness x person score
+    table[0, 0, 4], table[0, 0, 5] = (0.95, 0.95) if person else (0.0, 0.0)  # objectness x person score
     nodes = [
         helper.make_node("ReduceMean", ["input"], ["mean"], keepdims=1),  # [1, 1, 1, 1]
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
@@ -232,6 +233,47 @@ def test_dwpose_spec_runs_rtmlib_on_onnx_models(tmp_path):
         right = np.asarray(person["hand_right_keypoints_2d"]).reshape(21, 3)
         assert np.allclose(right[0, :2], expected[112], atol=1e-3)
         assert person["hand_left_keypoints_2d"] is None  # every point under the threshold: the part is missing
+
+
+def test_dwpose_frames_without_a_person_have_no_people(tmp_path):
+    pytest.importorskip("rtmlib")
+    folder = tmp_path / "dwpose"
+    folder.mkdir()
+    onnx_detector(folder / "yolox_l.onnx", person=False)
+    onnx_simcc_pose(folder / "dw-ll_ucoco_384.onnx")
+    frames = estimator("pose", f"dwpose:{folder}")(video(tmp_path))
+    assert [frame["people"] for frame in frames] == [[], []]
+
+
+def test_prepare_data_with_the_paper_estimators_writes_a_valid_dataset(tmp_path):
+    """Videos -> dataset through the command line with all three paper estimators, then validated and read."""
+    pytest.importorskip("rtmlib")
+    import cv2
+
+    from dreamdance_core.dataset import ClipDataset, validate_dataset
+    from dreamdance_core.training.prepare_data import cli
+
+    models = tmp_path / "models"
+    (models / "dwpose").mkdir(parents=True)
+    onnx_detector(models / "dwpose" / "yolox_l.onnx")
+    onnx_simcc_pose(models / "dwpose" / "dw-ll_ucoco_384.onnx")
+    tiny_depth_anything(models / "depth-anything")
+    tiny_marigold(models / "marigold")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    writer = cv2.VideoWriter(str(videos / "dance.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
+    for frame in video(tmp_path).frames:
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    out = tmp_path / "dataset"
+    assert cli(["convert", str(videos), str(out), "--estimator", f"pose=dwpose:{models / 'dwpose'}",
+                "--estimator", f"depth=depth-anything:{models / 'depth-anything'}",
+                "--estimator", f"normal=marigold:{models / 'marigold'}"]) == 0  # fmt: skip
+    report = validate_dataset(out)
+    assert report.ok, report.summary()
+    item = ClipDataset(out, num_frames=F)[0]
+    assert item["pixel_values"].shape == (F, 3, H, W)
+    np.testing.assert_allclose(item["pose"][0, 0, :2].numpy(), expected_pixels(W, H)[0], atol=0.5)
 
 
 def test_missing_model_folder_names_it_and_downloads_nothing(tmp_path, monkeypatch):
