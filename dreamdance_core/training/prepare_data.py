@@ -1,5 +1,7 @@
 """Turn a folder of videos into the DreamDance dataset layout, and validate dataset folders.
 
+    python train/prepare_data.py convert <videos> <dataset> --estimator pose=dwpose:<DWPose onnx folder> \\
+        --estimator depth=depth-anything:<folder> --estimator normal=marigold:<folder>   # the paper's estimators
     python train/prepare_data.py convert <videos> <dataset> --pose_estimator json \\
         --depth_estimator transformers:<depth model folder or hub id> --normal_estimator from-depth
     python train/prepare_data.py validate <dataset> [--decode]
