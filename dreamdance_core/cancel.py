@@ -180,15 +180,14 @@ def cancel_hooks(cancel_check: CancelCheck | None, modules: Iterable[nn.Module])
 def _empty_cells(frame) -> None:
     """Empty the cells ``frame`` made for its nested functions (``frame.clear()`` leaves them to those functions,
     which the frames they ran in still hold): only cells of this frame, reached through functions defined in it."""
-    cellvars = set(frame.f_code.co_cellvars)
-    prefix = frame.f_code.co_qualname + ".<locals>."
+    cellvars, nested = set(frame.f_code.co_cellvars), frame.f_code.co_consts  # functions defined here: their code
     local_values = frame.f_locals
     functions = [v for v in local_values.values() if isinstance(v, types.FunctionType)]
     if isinstance(local_values, dict):  # Python < 3.13 caches this snapshot on the frame: it would keep the tensors
         local_values.clear()
     del local_values
     for function in functions:
-        if function.__qualname__.startswith(prefix) and function.__closure__:
+        if function.__closure__ and any(function.__code__ is const for const in nested):
             for name, cell in zip(function.__code__.co_freevars, function.__closure__):
                 if name in cellvars:
                     with contextlib.suppress(ValueError):  # already empty
@@ -200,14 +199,17 @@ def release_frames(error: BaseException) -> None:
     caller holding the exception holds no memory; then empty the CUDA cache."""
     tb = error.__traceback__
     first = None if tb is None else tb.tb_next  # the frame that handles it is still running: it cannot be cleared
-    below = first
-    while below is not None:
-        _empty_cells(below.tb_frame)
-        below = below.tb_next
-    if first is not None:
-        traceback.clear_frames(first)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
+    try:
+        below = first
+        while below is not None:
+            _empty_cells(below.tb_frame)
+            below = below.tb_next
+        if first is not None:
+            traceback.clear_frames(first)
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - releasing is best effort: never hide the error being raised
+        pass
 
 
 def release_on_error(function):
