@@ -22,7 +22,7 @@ import time
 
 import torch
 
-CASES = ("geometry-tiny", "geometry-demo", "animate-tiny", "render-8192")
+CASES = ("geometry-tiny", "geometry-demo", "animate-tiny", "animate-demo", "render-8192")
 
 
 def _rss_mib(field: str = "VmRSS") -> float:
@@ -58,16 +58,17 @@ def _node_runs(case: str, import_pack_module, render_frames: int):
                                                              pose_keypoint=pose)  # fmt: skip
 
         return f"Pose to Geometry {side}x{side}, 2 frames, {source}", run
-    if case == "animate-tiny":
+    if case.startswith("animate"):
         nodes = import_pack_module("nodes.video")
-        (model,) = nodes.DreamDanceVideoModelLoader().load("(tiny random demo)", "(none)", "fp32", False)
+        source = "(tiny random demo)" if case == "animate-tiny" else "(demo: synthetic mannequins)"
+        (model,) = nodes.DreamDanceVideoModelLoader().load(source, "(none)", "fp32", False)
         maps = torch.rand(2, side, side, 3)
 
         def run():
             return nodes.DreamDanceAnimate().animate(model, reference, side, side, 25, 0, 1.0, 3.0, 7, 127, 0.02, 1.0,
                                                      1.0, 1.0, 1.0, 8, pose_images=maps, depth=maps, normal=maps)
 
-        return f"Animate {side}x{side}, 2 frames, (tiny random demo)", run
+        return f"Animate {side}x{side}, 2 frames, {source}", run
     if case == "render-8192":
         from dreamdance_core.pose import sample_dance, to_pose_keypoint
 

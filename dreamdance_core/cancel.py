@@ -52,29 +52,51 @@ def cancel_points(module: nn.Module) -> list[nn.Module]:
 
 
 ATTENTION_CHUNK_FLOPS = 2**30
-"""Largest attention (about ``batch x heads x queries x keys x head_dim`` multiply-adds) computed without a cancel
-check in it: a larger one is split along the queries with a check between the chunks (~0.1-1 s of CPU each)."""
+"""Largest attention computed without a cancel check in it, in multiply-adds (``rows x keys x head_dim``) plus
+:data:`ATTENTION_ROW_COST` per query row (many tiny attentions, e.g. one per pixel over 3 modalities, cost more than
+their multiply-adds); a larger one is split along the batch, then along the queries, with a check before each chunk
+(~0.1-1 s of CPU each)."""
+ATTENTION_ROW_COST = 1024
+
+
+def _attention_cost(query: torch.Tensor, key: torch.Tensor) -> int:
+    return query.shape[:-1].numel() * (key.shape[-2] * query.shape[-1] + ATTENTION_ROW_COST)
+
+
+def _rows(mask: torch.Tensor | None, start: int, stop: int, dim: int) -> torch.Tensor | None:
+    """The part of a broadcastable mask for positions ``start:stop`` of ``dim`` (counted from the end)."""
+    if mask is None or mask.ndim < -dim or mask.shape[dim] == 1:
+        return mask
+    return mask.narrow(dim, start, stop - start)
 
 
 def scaled_dot_product_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
     cancel_check: CancelCheck | None = None,
 ) -> torch.Tensor:
-    """``F.scaled_dot_product_attention(query, key, value, attn_mask)`` (``[..., n, d]``; no dropout, not causal),
-    split along the queries with ``cancel_check`` between the chunks when it is large (:data:`ATTENTION_CHUNK_FLOPS`).
-    Every query row sees all keys either way; unsplit (small, or no check) it is the very same call."""
-    queries, keys = query.shape[-2], key.shape[-2]
-    work = query.shape[:-2].numel() * queries * keys * query.shape[-1]
-    if cancel_check is None or work <= ATTENTION_CHUNK_FLOPS or queries < 2:
+    """``F.scaled_dot_product_attention(query, key, value, attn_mask)`` (``[b, ..., n, d]``; no dropout, not
+    causal), split with ``cancel_check`` before each chunk when it is large (:data:`ATTENTION_CHUNK_FLOPS`): along the
+    batch, then along the queries. Every query row sees all its keys either way; unsplit (small, or no check) it is the
+    very same call."""
+    cost = _attention_cost(query, key)
+    if cancel_check is None or cost <= ATTENTION_CHUNK_FLOPS:
         return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
-    chunk = max(1, queries * ATTENTION_CHUNK_FLOPS // work)
-    out = []
+    batch, queries = (query.shape[0] if query.ndim > 2 else 1), query.shape[-2]
+    if batch > 1:
+        chunk, out = max(1, batch * ATTENTION_CHUNK_FLOPS // cost), []
+        for start in range(0, batch, chunk):
+            stop = min(batch, start + chunk)
+            cancel_check()
+            mask = _rows(attn_mask, start, stop, -query.ndim)
+            out.append(scaled_dot_product_attention(query[start:stop], key[start:stop], value[start:stop], mask,
+                                                    cancel_check))  # fmt: skip
+        return torch.cat(out, dim=0)
+    chunk, out = max(1, queries * ATTENTION_CHUNK_FLOPS // cost), []
     for start in range(0, queries, chunk):
+        stop = min(queries, start + chunk)
         cancel_check()
-        mask = attn_mask
-        if mask is not None and mask.ndim >= 2 and mask.shape[-2] > 1:  # a mask per query row: its rows
-            mask = mask[..., start : start + chunk, :]
-        out.append(F.scaled_dot_product_attention(query[..., start : start + chunk, :], key, value, attn_mask=mask))
+        mask = _rows(attn_mask, start, stop, -2)
+        out.append(F.scaled_dot_product_attention(query[..., start:stop, :], key, value, attn_mask=mask))
     return torch.cat(out, dim=-2)
 
 

@@ -198,11 +198,12 @@ def test_decoding_cancels_between_chunks(decoder):
     assert torch.equal(run(None), run(lambda: None))
 
 
-def test_a_long_attention_is_split_with_checks_and_gives_the_same_rows(monkeypatch):
+@pytest.mark.parametrize("batch, queries", [(2, 300), (1, 300), (5000, 3)])
+def test_a_long_attention_is_split_with_checks_and_gives_the_same_bits(monkeypatch, batch, queries):
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(2, 4, 300, 8, generator=g) for _ in range(3))
-    mask = torch.rand(2, 1, 300, 300, generator=g) > 0.2
-    monkeypatch.setattr(cancel, "ATTENTION_CHUNK_FLOPS", 2 * 4 * 64 * 300 * 8)  # chunks of 64 queries
+    q, k, v = (torch.randn(batch, 4, queries, 8, generator=g) for _ in range(3))
+    mask = torch.rand(batch, 1, queries, queries, generator=g) > 0.2
+    monkeypatch.setattr(cancel, "ATTENTION_CHUNK_FLOPS", cancel._attention_cost(q, k) // 5)
     calls = [0]
 
     def count():
@@ -211,8 +212,8 @@ def test_a_long_attention_is_split_with_checks_and_gives_the_same_rows(monkeypat
     for m in (None, mask):
         calls[0] = 0
         chunked = cancel.scaled_dot_product_attention(q, k, v, m, count)
-        assert calls[0] == 5  # ceil(300 / 64) chunks, a check before each
-        torch.testing.assert_close(chunked, F.scaled_dot_product_attention(q, k, v, attn_mask=m), rtol=0, atol=1e-6)
+        assert calls[0] >= 5  # split into at least 5 chunks, a check before each
+        assert torch.equal(chunked, F.scaled_dot_product_attention(q, k, v, attn_mask=m))  # on the CPU, bit for bit
 
     def stop():
         raise Cancelled
