@@ -55,7 +55,7 @@ def _node_runs(case: str, import_pack_module, render_frames: int):
 
         def run():
             return nodes.DreamDancePoseToGeometry().generate(model, reference, side, side, 25, 0, 3.5, 2.5, 3.5,
-                                                             pose_keypoint=pose)  # fmt: skip
+                                                             pose_keypoint=pose)
 
         return f"Pose to Geometry {side}x{side}, 2 frames, {source}", run
     if case.startswith("animate"):
@@ -133,7 +133,7 @@ def main(argv=None) -> None:
 
     rng = random.Random(args.seed)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; cancel requested 0.5..{args.latest} s "
-          "after the start")  # fmt: skip
+          "after the start")
     with tempfile.TemporaryDirectory() as root, fake_comfyui(root) as state:
         for case in args.cases.split(","):
             _trim()
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
             print(f"  outcomes: {', '.join(sorted(set(outcomes)))}")
             if latencies:
                 print(f"  cancel latency s: min {min(latencies):.2f}  median {statistics.median(latencies):.2f}  "
-                      f"max {max(latencies):.2f}  ({len(latencies)} trials)")  # fmt: skip
+                      f"max {max(latencies):.2f}  ({len(latencies)} trials)")
             print(f"  RSS MiB: before {before:.0f}, peak while running {max(peaks):.0f}, after the cancels {after:.0f}")
             del run
             _trim()

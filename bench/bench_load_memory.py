@@ -63,7 +63,7 @@ def write_streamed(path: Path, shapes: dict[str, tuple[int, ...]], seed: int = 0
     generator = torch.Generator().manual_seed(seed)
     with open(path, "wb") as file:
         file.write(struct.pack("<Q", len(encoded)) + encoded)
-        for name, shape in shapes.items():
+        for shape in shapes.values():
             tensor = torch.empty(shape, dtype=torch.float32).normal_(0.0, 0.02, generator=generator).half()
             file.write(tensor.numpy().tobytes())
     return path.stat().st_size
@@ -83,18 +83,18 @@ def scaled_svd_configs(scale: float, folder: Path) -> Path:
 
     width = lambda values: [int(v * scale) for v in values]  # noqa: E731
     edit("unet", lambda c: {**c, "block_out_channels": width(c["block_out_channels"]),
-                            "cross_attention_dim": int(c["cross_attention_dim"] * scale)})  # fmt: skip
+                            "cross_attention_dim": int(c["cross_attention_dim"] * scale)})
     edit("vae", lambda c: {**c, "block_out_channels": width(c["block_out_channels"])})
     edit("image_encoder", lambda c: {**c, "hidden_size": int(c["hidden_size"] * scale),
                                      "intermediate_size": int(c["intermediate_size"] * scale),
-                                     "projection_dim": int(c["projection_dim"] * scale)})  # fmt: skip
+                                     "projection_dim": int(c["projection_dim"] * scale)})
     return folder
 
 
 def svd_shapes(config_dir: Path) -> dict[str, tuple[int, ...]]:
     """Names and shapes of an ``svd_xt_1_1.safetensors``-style file for these configs (weightless models)."""
-    from dreamdance_core.weights import build_empty
     from dreamdance_core.loading.svd import VAE_PREFIX, build_svd_models, svd_single_file_state_dict
+    from dreamdance_core.weights import build_empty
 
     components = build_empty(lambda: build_svd_models(config_dir))
     shapes = {name: tuple(t.shape) for name, t in svd_single_file_state_dict(components).items()}
@@ -107,7 +107,7 @@ def svd_shapes(config_dir: Path) -> dict[str, tuple[int, ...]]:
     text = "conditioner.embedders.0.open_clip.model."
     shapes.update({text + "token_embedding.weight": (49408, width), text + "positional_embedding": (77, width),
                    text + "ln_final.weight": (width,), text + "ln_final.bias": (width,),
-                   text + "text_projection": (width, width), text + "logit_scale": ()})  # fmt: skip
+                   text + "text_projection": (width, width), text + "logit_scale": ()})
     return shapes
 
 
@@ -115,9 +115,9 @@ def sd15_shapes() -> dict[str, tuple[int, ...]]:
     """Names and shapes of a full-size SD1.5 single file (UNet and VAE in the LDM layout), the wrong file."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from dreamdance_core.weights import build_empty
     from dreamdance_core.loading.sd15 import SD15_CONFIGS
     from dreamdance_core.loading.sd15_layout import unet_to_ldm, vae_to_ldm
+    from dreamdance_core.weights import build_empty
 
     config = UNet2DConditionModel.load_config(SD15_CONFIGS / "unet")
     unet = build_empty(lambda: UNet2DConditionModel.from_config(config))
@@ -159,7 +159,7 @@ def measure(case: dict) -> dict:
     if case["kind"] != "startup":
         try:
             components = load_svd_single_file(case["path"], config_dir=case["configs"],
-                                              dtype=getattr(torch, case["dtype"]))  # fmt: skip
+                                              dtype=getattr(torch, case["dtype"]))
             loaded = time.perf_counter() - began
             models = (components.unet, components.vae, components.image_encoder)
             parameters = [p for model in models for p in model.parameters()]
@@ -174,7 +174,7 @@ def measure(case: dict) -> dict:
     peak_anon[0] = max(peak_anon[0], _rss_anon_mib())
     return {"seconds": seconds, "start_rss_mib": start_rss, "start_anon_mib": start_anon,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "peak_anon_mib": peak_anon[0], "outcome": outcome}  # fmt: skip
+            "peak_anon_mib": peak_anon[0], "outcome": outcome}
 
 
 def run_in_subprocess(case: dict) -> dict:
@@ -182,7 +182,7 @@ def run_in_subprocess(case: dict) -> dict:
     checkout): this file runs by its path there, so its own folder, not a checkout, is first on the module path."""
     env = {**os.environ, "PYTHONPATH": case.get("code") or str(ROOT)}
     done = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True,
-                          check=False, env=env)  # fmt: skip
+                          check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"case {case} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -210,8 +210,8 @@ def main() -> None:
         if not configs.exists():
             scaled_svd_configs(args.scale, configs)
         files = {"svd": (workdir / "svd_xt_1_1.safetensors", lambda: svd_shapes(configs)),
-                 "sd15": (workdir / "v1-5-pruned-emaonly.safetensors", sd15_shapes)}  # fmt: skip
-        for name, (path, shapes) in files.items():
+                 "sd15": (workdir / "v1-5-pruned-emaonly.safetensors", sd15_shapes)}
+        for path, shapes in files.values():
             if not path.exists():
                 began = time.perf_counter()
                 size = write_streamed(path, shapes())
@@ -219,9 +219,9 @@ def main() -> None:
         svd_size = files["svd"][0].stat().st_size / 2**20
         cases = [("start-up (imports only)", {"kind": "startup"})]
         cases += [(f"load SVD file as {d}", {"kind": "load", "path": str(files["svd"][0]), "dtype": d})
-                  for d in args.dtypes.split(",")]  # fmt: skip
+                  for d in args.dtypes.split(",")]
         cases += [("refuse SD1.5 file given as SVD", {"kind": "load", "path": str(files["sd15"][0]),
-                                                      "dtype": "float16"})]  # fmt: skip
+                                                      "dtype": "float16"})]
         print(f"\nSVD file {svd_size / 1024:.2f} GiB (scale {args.scale}); each case in a fresh process, 1 thread")
         print(f"{'case':34} {'seconds':>8} {'peak RSS MiB':>13} {'peak anon MiB':>14} {'anon-start / file':>18}")
         results = {}
@@ -229,7 +229,7 @@ def main() -> None:
             result = results[title] = run_in_subprocess({**case, "configs": str(configs), "code": args.code})
             growth = (result["peak_anon_mib"] - result["start_anon_mib"]) / svd_size
             print(f"{title:34} {result['seconds']:8.2f} {result['peak_rss_mib']:13.0f} "
-                  f"{result['peak_anon_mib']:14.0f} {growth:18.2f}   {result['outcome']}")  # fmt: skip
+                  f"{result['peak_anon_mib']:14.0f} {growth:18.2f}   {result['outcome']}")
         print(json.dumps({"scale": args.scale, "svd_file_mib": svd_size, "results": results}, indent=1))
     finally:
         if args.keep is None:

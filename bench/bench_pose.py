@@ -12,8 +12,14 @@ import json
 import time
 
 from dreamdance_core.pose import (
-    from_pose_keypoint, interpolate_keyframes, render_poses, retarget, sample_dance, smooth_poses, to_pose_keypoint,
-)  # fmt: skip
+    from_pose_keypoint,
+    interpolate_keyframes,
+    render_poses,
+    retarget,
+    sample_dance,
+    smooth_poses,
+    to_pose_keypoint,
+)
 
 
 def timed(label: str, frames: int, function, repeat: int = 3):

@@ -21,7 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(size: str, device: str, dtype):
-    import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -65,7 +64,7 @@ def measure(args) -> dict:
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     sample_geometry(GeometryPipeline(model, vae, encoder), reference, poses,
-                    Stage1Options(steps=args.steps, windows=windows, seed=0))  # fmt: skip
+                    Stage1Options(steps=args.steps, windows=windows, seed=0))
     if args.device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

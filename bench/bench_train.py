@@ -30,7 +30,7 @@ def run(stage: int, extra: list[str], data: Path, out: Path, args: argparse.Name
         "--train_data_dir", str(data), "--output_dir", str(out),
         "--max_train_steps", str(args.steps), "--width", str(args.width), "--height", str(args.height),
         "--num_frames", str(args.num_frames), "--validation_steps", "0", "--checkpointing_steps", "0",
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     started = time.perf_counter()
     subprocess.run(command, cwd=REPO, env=env, check=True, capture_output=True)
@@ -58,9 +58,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         generate_dataset(tmp / "data", num_videos=4, num_frames=args.num_frames * 2, width=args.width,
-                         height=args.height, seed=0)  # fmt: skip
+                         height=args.height, seed=0)
         print(f"tiny models, {args.width}x{args.height}, {args.num_frames} frames, batch 1, {args.steps} steps, "
-              f"{args.threads} thread(s)")  # fmt: skip
+              f"{args.threads} thread(s)")
         runs = [
             ("stage 1 step 1", 1, ["--training_step", "1"]),
             ("stage 1 step 2", 1, ["--training_step", "2", "--init_from", str(tmp / "stage 1 step 1" / "weights")]),

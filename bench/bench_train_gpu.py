@@ -53,9 +53,9 @@ def tiny_parts(name: str, checkpointing: bool, device: str):
             if model._supports_gradient_checkpointing:
                 model.enable_gradient_checkpointing()
     helpers = {"svd_unet": (unet, 0, None), "vae": (components.vae.to(device), 0, None),
-               "clip": (components.image_encoder.to(device), 0, None)}  # fmt: skip
+               "clip": (components.image_encoder.to(device), 0, None)}
     return Stage2Denoiser(controller, controlnet, unet), helpers, None, [*controller.parameters(),
-                                                                        *controlnet.parameters()]  # fmt: skip
+                                                                        *controlnet.parameters()]
 
 
 def stage1_inputs(module, vae, setting: Setting, step: int, device: str, generator: torch.Generator) -> tuple:
@@ -69,7 +69,7 @@ def stage1_inputs(module, vae, setting: Setting, step: int, device: str, generat
         latents = vae.encode(images).latent_dist.mode().float()  # the clip's modalities and the reference
     n = b * m * f
     domain = (torch.randint(0, 3, (b, 1), generator=generator, device=device) if m == 1
-              else torch.arange(3, device=device).expand(b, -1))  # fmt: skip
+              else torch.arange(3, device=device).expand(b, -1))
     dim = model.denoising_unet.config.cross_attention_dim
     inputs = {
         "noisy_latents": latents[:n], "timesteps": torch.randint(0, 1000, (n,), generator=generator, device=device),
@@ -77,7 +77,7 @@ def stage1_inputs(module, vae, setting: Setting, step: int, device: str, generat
         "reference_latents": latents[n:], "reference_embeds": rand(b, 1, dim),
         "reference_index": torch.arange(b, device=device).repeat_interleave(m * f),
         "pose_maps": rand(b, f, 3, setting.height, setting.width).clamp(-1, 1),
-    }  # fmt: skip
+    }
     return (inputs, m, f), rand(*latents[:n].shape)
 
 
@@ -96,7 +96,7 @@ def stage2_inputs(module, vae, setting: Setting, device: str, generator: torch.G
         "added_time_ids": torch.tensor([[6.0, 127.0, 0.02]], device=device).repeat(b, 1),
         "controls": {name: rand(b * f, 3, setting.height, setting.width).clamp(-1, 1)
                      for name in module.controller.modalities},
-    }  # fmt: skip
+    }
     return (inputs,), rand(*frames.shape)
 
 
@@ -151,7 +151,7 @@ def run(name: str, args: argparse.Namespace) -> dict:
             raise RuntimeError(f"{name}: loss is {loss.item()} at step {step}")
     peak = torch.cuda.max_memory_allocated() / GB if device == "cuda" else float("nan")
     result = {"name": name, "step_s": statistics.median(times[args.warmup :]), "first_s": times[0], "peak_gb": peak,
-              "size": f"{setting.width}x{setting.height}x{setting.frames}"}  # fmt: skip
+              "size": f"{setting.width}x{setting.height}x{setting.frames}"}
     del module, helpers, optimizer, trainable
     return result
 
@@ -178,7 +178,7 @@ def main() -> None:
         from bench.bench_train_memory import measure
 
         builders = {"stage1-1": lambda c: stage1_parts(1, c), "stage1-2": lambda c: stage1_parts(2, c),
-                    "stage1-3": lambda c: stage1_parts(3, c), "stage2": stage2_parts}  # fmt: skip
+                    "stage1-3": lambda c: stage1_parts(3, c), "stage2": stage2_parts}
         for name in args.only:
             r = measure(name, builders[name])
             acts = r["activations_gb"] if args.no_checkpointing else r["activations_ckpt_gb"]
@@ -195,7 +195,7 @@ def main() -> None:
             print(f"| {name} | | out of memory | | | {estimates.get(name, float('nan')):.1f} GB | ({str(exc)[:80]})")
             continue
         print(f"| {name} | {r['size']} | {r['step_s']:.3f} s | {r['first_s']:.2f} s | {r['peak_gb']:.1f} GB | "
-              f"{estimates.get(name, float('nan')):.1f} GB |")  # fmt: skip
+              f"{estimates.get(name, float('nan')):.1f} GB |")
         if args.device == "cuda":
             torch.cuda.empty_cache()
 

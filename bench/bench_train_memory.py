@@ -171,7 +171,7 @@ def stage1_parts(step: int, checkpointing: bool, device: str = "meta"):
             "encoder_hidden_states": empty(n, 1, 768), "domain": empty(n, dt=torch.long),
             "reference_latents": empty(b, 4, h, w), "reference_embeds": empty(b, 1, 768),
             "reference_index": empty(n, dt=torch.long), "pose_maps": empty(b, f, 3, s.height, s.width),
-        }, m, f)  # fmt: skip
+        }, m, f)
 
     images = s.batch * (m * s.frames + 1)  # the clip's modalities + the reference, through the VAE encoder
     assert NUM_DOMAINS == 3
@@ -182,10 +182,10 @@ def stage2_parts(checkpointing: bool, device: str = "meta"):
     from diffusers import AutoencoderKLTemporalDecoder
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from dreamdance_core.modalities import DEFAULT_MODALITIES
     from dreamdance_core.models.controller import CrossDomainController
     from dreamdance_core.models.svd_controlnet import SVDControlNet
     from dreamdance_core.models.unet_svd import ControlledSVDUNet
-    from dreamdance_core.modalities import DEFAULT_MODALITIES
     from dreamdance_core.training.stage2 import Stage2Denoiser
 
     with torch.device(device):
@@ -193,7 +193,7 @@ def stage2_parts(checkpointing: bool, device: str = "meta"):
         controlnet = SVDControlNet.from_unet(unet)
         controller = CrossDomainController(modalities=DEFAULT_MODALITIES, block_channels=(16, 32, 96, 256),
                                            out_channels=unet.config.block_out_channels[0], geometry_tokens="pixel",
-                                           attention_heads=8)  # fmt: skip
+                                           attention_heads=8)
         vae_config = AutoencoderKLTemporalDecoder.load_config(CONFIGS / "svd" / "vae")
         vae = AutoencoderKLTemporalDecoder.from_config(vae_config)
         clip = CLIPVisionModelWithProjection(CLIPVisionConfig.from_pretrained(CONFIGS / "svd" / "image_encoder"))
@@ -214,7 +214,7 @@ def stage2_parts(checkpointing: bool, device: str = "meta"):
             "model_input": empty(b, f, 8, h, w), "c_noise": empty(b), "image_embeds": empty(b, 1, 1024),
             "added_time_ids": empty(b, 3),
             "controls": {name: empty(b * f, 3, s.height, s.width) for name in DEFAULT_MODALITIES},
-        },)  # fmt: skip
+        },)
 
     frozen_unet = {"svd_unet": (unet, 0, None)}
     helpers = {**frozen_unet, "vae": (vae, s.batch * (s.frames + 1), s), "clip": (clip, s.batch, None)}
@@ -277,7 +277,7 @@ def measure(label: str, build, optimizer_bytes: int = 8) -> dict:
                     trainable_params=n_train, frozen_params=numel(frozen_fp32) + numel(frozen_bf16),
                     params_gb=(4 * n_train + 4 * numel(frozen_fp32) + 2 * numel(frozen_bf16)) / GB,
                     grads_gb=4 * n_train / GB, adam_gb=optimizer_bytes * n_train / GB, adam8_gb=2 * n_train / GB,
-                )  # fmt: skip
+                )
                 result["flops"], result["helper_flops"] = step_flops(module, inputs, helpers)
                 module, helpers, inputs, trainable = build(checkpointing)
             key = "activations_ckpt_gb" if checkpointing else "activations_gb"
@@ -300,15 +300,15 @@ def loader_speed(setting: Setting, workers: list[int], clips: int, folder: Path,
 
     root = folder / setting.name
     generate_dataset(root, num_videos=2, num_frames=setting.frames + clips, width=setting.width,
-                     height=setting.height, seed=0)  # fmt: skip
+                     height=setting.height, seed=0)
     args = _argparse.Namespace(num_frames=setting.frames, width=setting.width, height=setting.height, frame_stride=1,
                                window_step=1, data_policy="error", check_images=False, seed=0,
-                               modalities=modalities)  # fmt: skip
+                               modalities=modalities)
     dataset = clip_dataset(args, str(root))
     speeds = {}
     for n in workers:
         loader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=True, collate_fn=collate_clips,
-                                             num_workers=n, persistent_workers=False)  # fmt: skip
+                                             num_workers=n, persistent_workers=False)
         iterator = iter(loader)
         next(iterator)  # start-up: worker processes, first reads
         started = time.perf_counter()
@@ -360,7 +360,7 @@ def main() -> None:
         print(f"| {r['label']:<16} | {r['trainable_params'] / 1e6:7.0f} M / {r['frozen_params'] / 1e6:6.0f} M | "
               f"{r['params_gb']:6.1f} | {r['grads_gb']:5.1f} | {r['adam_gb']:5.1f} | {r['activations_gb']:5.1f} | "
               f"{r['activations_ckpt_gb']:9.1f} | {ddp:7.1f} ({ddp_ckpt:5.1f}) | {sharded:20.1f} | "
-              f"{eight:22.1f} | {fits} |")  # fmt: skip
+              f"{eight:22.1f} | {fits} |")
     print(f"\nFLOPs of one step (forward + backward of the trained module, no checkpoint recomputation; helpers: VAE "
           f"encoding + CLIP image), H100 SXM {H100_BF16_FLOPS / 1e12:.0f} TFLOP/s bf16:\n")
     print("| configuration | step TFLOP | helpers TFLOP | step time at 100 % / 40 % MFU | "
@@ -368,7 +368,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['label']} | {r['flops'] / 1e12:.1f} | {r['helper_flops'] / 1e12:.2f} | "
-              f"{r['step_s_ideal']:.3f} s / {r['step_s_mfu']:.3f} s | {1 / r['step_s_mfu']:.2f} |")  # fmt: skip
+              f"{r['step_s_ideal']:.3f} s / {r['step_s_mfu']:.3f} s | {1 / r['step_s_mfu']:.2f} |")
     if args.skip_loader:
         return
     from dreamdance_core.modalities import DEFAULT_MODALITIES
@@ -388,7 +388,7 @@ def main() -> None:
             for n, speed in speeds.items():
                 ratio = " / ".join(f"{speed / v:.2f}" for _, v in need)
                 print(f"| {setting.name} | {setting.width}x{setting.height}x{setting.frames} | {n} | {speed:.2f} | "
-                      f"{wanted} | {ratio} |")  # fmt: skip
+                      f"{wanted} | {ratio} |")
 
 
 if __name__ == "__main__":

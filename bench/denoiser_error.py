@@ -41,7 +41,7 @@ def training_args(width: int, height: int, num_frames: int):
         "--reference_dropout", "0",
         "--control_dropout", "0", "0", "0", "--width", str(width), "--height", str(height),
         "--num_frames", str(num_frames),
-    ])  # fmt: skip
+    ])
 
 
 def case_batch(case: Case) -> dict[str, torch.Tensor]:
@@ -49,7 +49,7 @@ def case_batch(case: Case) -> dict[str, torch.Tensor]:
     return {
         "pixel_values": case.rgb[None], "reference": case.reference,
         "controls": {"pose": case.poses[None], "depth": case.depth_image[None], "normal": case.normal[None]},
-    }  # fmt: skip
+    }
 
 
 @torch.no_grad()
@@ -57,10 +57,9 @@ def denoiser_errors(
     components, controller, controlnet, cases: Sequence[Case], sigmas: Sequence[float], noise_seed: int = 0
 ) -> dict[str, dict[float, float]]:
     """Row name -> sigma -> mean squared error of the clean-latent estimate (see the module docstring)."""
-    from dreamdance_core.training import stage2
-
     from dreamdance_core.autoencoder import encode
     from dreamdance_core.sampling.stage2 import edm_denoised
+    from dreamdance_core.training import stage2
 
     frames, _, height, width = cases[0].rgb.shape
     args = training_args(width, height, frames)

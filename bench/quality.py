@@ -43,8 +43,13 @@ import torch
 from dreamdance_core.geometry import depth_to_image
 from dreamdance_core.media import from_uint8
 from dreamdance_core.metrics import (
-    depth_abs_rel, normal_angular_error, normal_foreground, psnr, silhouette_iou, ssim,
-)  # fmt: skip
+    depth_abs_rel,
+    normal_angular_error,
+    normal_foreground,
+    psnr,
+    silhouette_iou,
+    ssim,
+)
 from dreamdance_core.pose import PoseSequence, RenderStyle, render_poses
 from dreamdance_core.synthetic import render_sample, video_seeds
 
@@ -103,10 +108,10 @@ def check_held_out(held_out: Sequence[tuple[int, int, int]], train_seed: int, tr
             )
 
 
-def skeleton_images(keypoints: np.ndarray, width: int, height: int, style: RenderStyle = RenderStyle()) -> np.ndarray:
+def skeleton_images(keypoints: np.ndarray, width: int, height: int, style: RenderStyle | None = None) -> np.ndarray:
     """OpenPose-18 pixel keypoints ``[F, 18, 3]`` -> rendered skeletons ``uint8 [F, H, W, 3]`` (as in training)."""
     sequence = PoseSequence.empty(len(keypoints), 1, (width, height)).replace(body=keypoints[:, None].astype(np.float64))
-    return render_poses(sequence, width, height, style)
+    return render_poses(sequence, width, height, style or RenderStyle())
 
 
 def make_case(seeds: tuple[int, int, int], num_frames: int, width: int, height: int) -> Case:
@@ -235,7 +240,7 @@ def run_stage2(video, case: Case, maps: dict[str, torch.Tensor], settings: Setti
     options = Stage2Options(
         width=width, height=height, num_frames=frames, steps=settings.video_steps, min_cfg=settings.min_cfg,
         max_cfg=settings.max_cfg, seed=settings.seed,
-    )  # fmt: skip
+    )
     return sample_stage2(video, case.reference, Stage2Inputs(maps), options)
 
 
@@ -331,7 +336,7 @@ def margin_intervals(
     draws = np.random.default_rng(seed).integers(0, cases, size=(resamples, cases))
     means = {row: {m: v[draws].mean(1) for m, v in metrics.items()} for row, metrics in rows.items()}
     samples = [margins({row: {m: float(v[i]) for m, v in metrics.items()} for row, metrics in means.items()})
-               for i in range(resamples)]  # fmt: skip
+               for i in range(resamples)]
     tail = (1 - confidence) / 2 * 100
     return {
         row: {m: tuple(float(x) for x in np.percentile([s[row][m] for s in samples], [tail, 100 - tail])) for m in ms}
@@ -380,7 +385,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "Stage 1's RGB / normal / depth and Stage 2's video (on the exact geometry) each above the "
                         "ground truth")
     parser.add_argument("--record", help="JSON file to store the results and margins in (key 'benchmark'; other keys "
-                        "kept), e.g. a demo checkpoint's demo.json")  # fmt: skip
+                        "kept), e.g. a demo checkpoint's demo.json")
     args = parser.parse_args(argv)
     if args.tiny and (args.stage1 or args.stage2):
         parser.error("--tiny runs the tiny random models; leave out --stage1/--stage2, or drop --tiny")
@@ -451,7 +456,7 @@ def write_sheet(path: str, case: Case, geometry=None, video: torch.Tensor | None
 def write_record(
     path: str, args: argparse.Namespace, results: dict[str, Scores], model_margins: dict[str, Scores],
     model_wins: dict[str, dict[str, int]], intervals: dict[str, dict[str, tuple[float, float]]],
-):  # fmt: skip
+):
     """Merge ``{"benchmark": {settings, results, margins, intervals, wins}}`` into the JSON file at ``path`` (created if
     missing)."""
     import json
@@ -463,7 +468,7 @@ def write_record(
     settings = {k: getattr(args, k) for k in keys}
     record["benchmark"] = {
         "settings": settings, "results": results, "margins": model_margins, "intervals": intervals, "wins": model_wins,
-    }  # fmt: skip
+    }
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"\nrecorded in {path}")
 

@@ -127,8 +127,14 @@ _STAGE2_BYTES_PER_PIXEL = 3 * (1 + 4 + 3 * 4 + 4 + 1)
 def check_args(args: argparse.Namespace) -> None:
     """Every value and path the user typed, checked before any model work; raises :class:`InputError` sentences."""
     from .validation import (
-        MAX_FPS, InputError, check_cfg, check_frames, check_int, check_size, check_steps,
-    )  # fmt: skip
+        MAX_FPS,
+        InputError,
+        check_cfg,
+        check_frames,
+        check_int,
+        check_size,
+        check_steps,
+    )
 
     for flag, (kind, what) in _PATHS.items():
         path = getattr(args, flag)
@@ -146,7 +152,7 @@ def check_args(args: argparse.Namespace) -> None:
     blocking = next((p for p in args.output.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise InputError(f"--output {args.output}: {blocking} is a file, so the folder cannot be created; give "
-                         "another folder")  # fmt: skip
+                         "another folder")
     _check_device(args.device)
     check_frames("--frames", args.frames)
     for flags, (w, h) in {"--width/--height": (args.width, args.height),
@@ -181,7 +187,7 @@ def _check_device(device: str) -> None:
             raise InputError(f"--device {device}: no CUDA GPU is available here; give --device cpu")
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise InputError(f"--device {device}: there are only {torch.cuda.device_count()} GPU(s) (cuda:0.."
-                             f"cuda:{torch.cuda.device_count() - 1}); give one of them")  # fmt: skip
+                             f"cuda:{torch.cuda.device_count() - 1}); give one of them")
     elif parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise InputError(f"--device {device}: Apple's MPS is not available here; give --device cpu")
     elif parsed.type not in ("cpu", "cuda", "mps"):
@@ -216,7 +222,16 @@ def _progress(description: str):
 
 def run(args: argparse.Namespace) -> int:
     from .demo import stage1_demo, stage2_demo
-    from .media import colorize_depth, contact_sheet, fit_images, from_uint8, save_frames, save_image, save_video, to_uint8
+    from .media import (
+        colorize_depth,
+        contact_sheet,
+        fit_images,
+        from_uint8,
+        save_frames,
+        save_image,
+        save_video,
+        to_uint8,
+    )
     from .pose import render_poses
     from .sampling.stage1 import Stage1Options, sample_geometry
     from .sampling.windows import WindowOptions
@@ -252,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         )
     elif source == DEMO:
         print(f"Stage 1: the shipped demo checkpoint ({demo.path}): a small model trained on synthetic mannequins at "
-              f"{demo.width}x{demo.height}. Pass --stage1/--base/--image-encoder for real weights.")  # fmt: skip
+              f"{demo.width}x{demo.height}. Pass --stage1/--base/--image-encoder for real weights.")
     geometry = geometry_pipeline(source, args.stage1, args.base, args.image_encoder, seed=args.seed)
     if not args.geometry_only and video_source == TINY:
         print("NOTE: Stage 2 runs a TINY RANDOMLY INITIALISED video model (this copy has no Stage-2 demo checkpoint):\n"
@@ -270,15 +285,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with _progress("Stage 1 (geometry)") as callback:
         options = Stage1Options(steps=args.steps, guidance=tuple(args.cfg), windows=windows, seed=args.seed,
-                                scheduler=args.scheduler)  # fmt: skip
+                                scheduler=args.scheduler)
         result = sample_geometry(geometry, reference.to(args.device), from_uint8(pose_frames).to(args.device), options,
-                                 callback)  # fmt: skip
+                                 callback)
     print(f"Stage 1: {len(pose_frames)} frames at {width}x{height}, {args.steps} steps in "
-          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+          f"{time.perf_counter() - started:.1f} s")
 
     out = args.output
     rows = {"pose": pose_frames, "rgb": to_uint8(result.rgb), "normal": to_uint8(result.normal),
-            "depth": to_uint8(result.depth)}  # fmt: skip
+            "depth": to_uint8(result.depth)}
     if not args.geometry_only:
         rows["video"] = _animate(args, video_source, poses, result, windows)
         save_video(rows["video"], out / "video.webp", fps=args.fps)
@@ -323,17 +338,17 @@ def _animate(args, source: str, poses, geometry, windows):
     lacking = [name for name in modalities if name not in {m.name for m in have}]
     if lacking:
         print(f"NOTE: the video model also reads {lacking} maps, which this command line does not make: they are "
-              "absent (black), as robust conditioning trained it to expect")  # fmt: skip
+              "absent (black), as robust conditioning trained it to expect")
     maps, strengths = control_inputs(modalities, [m for m in have if m.name in modalities], width, height, args.fit)
     inputs = Stage2Inputs({name: m.to(args.device) for name, m in maps.items()}, 1.0, strengths)
     options = Stage2Options(width=width, height=height, num_frames=poses.num_frames, steps=args.video_steps,
                             min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows,
-                            scheduler=args.video_scheduler)  # fmt: skip
+                            scheduler=args.video_scheduler)
     started = time.perf_counter()
     with _progress("Stage 2 (video)") as callback:
         frames = sample_stage2(video, _reference(args, width, height).to(args.device), inputs, options, callback)
     print(f"Stage 2: {poses.num_frames} frames at {width}x{height}, {args.video_steps} steps in "
-          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
+          f"{time.perf_counter() - started:.1f} s")
     return to_uint8(frames)
 
 

@@ -89,7 +89,7 @@ def scaled_dot_product_attention(
             cancel_check()
             mask = _rows(attn_mask, start, stop, -query.ndim)
             out.append(scaled_dot_product_attention(query[start:stop], key[start:stop], value[start:stop], mask,
-                                                    cancel_check))  # fmt: skip
+                                                    cancel_check))
         return torch.cat(out, dim=0)
     chunk, out = max(1, queries * ATTENTION_CHUNK_FLOPS // cost), []
     for start in range(0, queries, chunk):

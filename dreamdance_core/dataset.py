@@ -258,7 +258,7 @@ class ImageCodec(MapCodec):
             _resize(read_frame(video_dir, self.where, int(i), plan.source, image_format), plan.scaled, plan.crop,
                     plan.output, self.nearest)
             for i in indices
-        ]  # fmt: skip
+        ]
         return self.decode(np.stack(images))
 
     def problems(self, video_dir: Path, num_frames: int, size: tuple[int, int], decode: bool) -> list[tuple]:
@@ -323,7 +323,7 @@ class PoseCodec(MapCodec):
         keypoints = read_pose(video_dir)
         if len(indices) and max(indices) >= len(keypoints):
             raise DatasetError(f"frame {max(indices)} requested from {video_dir}, whose pose.json has "
-                               f"{len(keypoints)} entries")  # fmt: skip
+                               f"{len(keypoints)} entries")
         return _keypoints_at(keypoints[np.asarray(indices)], plan)
 
     def problems(self, video_dir: Path, num_frames: int, size: tuple[int, int], decode: bool) -> list[tuple]:
@@ -347,7 +347,7 @@ def _grey(values: np.ndarray) -> np.ndarray:
 
 FRAMES = ImageCodec("frames", 3, np.uint8, encode=lambda rgb: rgb, decode=lambda images: images)
 MASK = ImageCodec("mask", 1, np.uint8, encode=lambda mask: np.where(mask, 255, 0).astype(np.uint8),
-                  decode=lambda images: images > 127, nearest=True)  # fmt: skip
+                  decode=lambda images: images > 127, nearest=True)
 DEPTH = ImageCodec("depth", 1, np.uint16, encode_depth_png, decode_depth_png, control=lambda unit: _grey(2 * unit - 1))
 NORMAL = ImageCodec("normal", 3, np.uint8, encode_normal_png, decode_normal_png, control=lambda normal: normal)
 POSE = PoseCodec()
@@ -381,7 +381,7 @@ def write_video(
         raise DatasetError(f"rgb must be uint8 [F, H, W, 3], got {rgb.dtype} {rgb.shape}")
     num_frames, height, width = rgb.shape[:3]
     maps = [(FRAMES, rgb), (DEPTH, unit_depth), (NORMAL, normal), (POSE, pose), *([(MASK, mask)] if mask is not None
-            else []), *extra_maps]  # fmt: skip
+            else []), *extra_maps]
     wheres = [codec.where for codec, _ in maps]
     if len(set(wheres)) != len(wheres):
         raise DatasetError(f"two maps would be stored in the same place: {wheres}")
@@ -455,13 +455,13 @@ def check_video_id(video_id: Any, index_path: str | Path = "dataset.json") -> st
 
     if not isinstance(video_id, str) or not video_id.strip():
         raise DatasetError(f"{index_path}: video id {video_id!r:.60} must be a non-empty folder name inside the dataset "
-                           "folder; list the video folders by name")  # fmt: skip
+                           "folder; list the video folders by name")
     parts = video_id.replace("\\", "/").split("/")
     if (PurePosixPath(video_id).is_absolute() or PureWindowsPath(video_id).is_absolute() or ".." in parts
-            or any(ord(c) < 32 for c in video_id)):  # fmt: skip
+            or any(ord(c) < 32 for c in video_id)):
         raise DatasetError(f"{index_path}: video id {video_id!r:.80} leaves the dataset folder (absolute, '..' or a "
                            "control character); ids must be folders inside it - move or link the video into the "
-                           "dataset folder and list it by its name there")  # fmt: skip
+                           "dataset folder and list it by its name there")
     return video_id
 
 
@@ -536,7 +536,7 @@ def read_clip(
         raise DatasetError(f"requested size must be positive (W, H), got {dst}")
     plan = ResizePlan.between(src, dst)
     values = {DEPTH: DEPTH.read(video_dir, indices, plan), NORMAL: NORMAL.read(video_dir, indices, plan),
-              POSE: _keypoints_at(keypoints_all[indices], plan)}  # fmt: skip
+              POSE: _keypoints_at(keypoints_all[indices], plan)}
     return Clip(
         rgb=FRAMES.read(video_dir, indices, plan),
         unit_depth=values[DEPTH],
@@ -545,7 +545,7 @@ def read_clip(
         keypoints=values[POSE],
         indices=indices,
         maps={name: values[codec] if codec in values else codec.read(video_dir, indices, plan)
-              for name, codec in (maps or {}).items()},  # fmt: skip
+              for name, codec in (maps or {}).items()},
     )
 
 
@@ -736,7 +736,7 @@ class ClipDataset:
         rgb = _to_tensor(clip.rgb, 0.0, 255.0)
         size = (rgb.shape[-1], rgb.shape[-2])
         controls = {name: _to_tensor(codec.to_map(clip.maps[name][1:], size), -1.0, 1.0)
-                    for name, codec in self.controls.items()}  # fmt: skip
+                    for name, codec in self.controls.items()}
         return {
             "reference": rgb[0],
             "pixel_values": rgb[1:],

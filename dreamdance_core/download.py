@@ -207,7 +207,7 @@ def _staging_folder(entry: CatalogEntry, folder: Path) -> Path:
 def _fetch(
     entry: CatalogEntry, staging: Path, destination: Path, progress: Progress | None, token: str | None,
     endpoint: str | None,
-) -> Path:  # fmt: skip
+) -> Path:
     """``hf_hub_download`` of the pinned file into ``staging``; hub failures become :class:`DownloadError`."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -231,12 +231,12 @@ def _fetch(
                 entry.repo_id, entry.filename, revision=entry.revision, local_dir=staging, token=token,
                 endpoint=endpoint, **extra,
             )
-        )  # fmt: skip
+        )
     except GatedRepoError as error:
         raise _access_error(entry, where) from error
     except RevisionNotFoundError as error:
         raise RemoteFileNotFoundError(f"revision {entry.revision} does not exist in {entry.repo_id}: {where}. "
-                                      f"The catalog pins a wrong commit. {manual}") from error  # fmt: skip
+                                      f"The catalog pins a wrong commit. {manual}") from error
     except RepositoryNotFoundError as error:
         if entry.gated or _status(error) == 403:
             raise _access_error(entry, where) from error
@@ -250,12 +250,12 @@ def _fetch(
         ) from error
     except EntryNotFoundError as error:
         raise RemoteFileNotFoundError(f"file {entry.filename!r} not found in {entry.repo_id} at revision "
-                                      f"{entry.revision} (wanted for {destination}). {manual}") from error  # fmt: skip
+                                      f"{entry.revision} (wanted for {destination}). {manual}") from error
     except HfHubHTTPError as error:
         if _status(error) in (401, 403):
             raise _access_error(entry, where) from error
         raise DownloadError(f"the hub answered {_status(error)} for {where}: {_root_message(error)}. Try again "
-                            f"later. {manual}") from error  # fmt: skip
+                            f"later. {manual}") from error
 
 
 def _access_error(entry: CatalogEntry, where: str) -> GatedRepoAccessError:

@@ -180,7 +180,7 @@ def depth_anything(folder: Path, batch_size: int = 8) -> Callable[[VideoFrames],
 
 
 def marigold_normals(folder: Path, steps: int | None = None, ensemble: int = 1, resolution: int | None = None,
-                     seed: int = 0) -> Callable[[VideoFrames, np.ndarray], np.ndarray]:  # fmt: skip
+                     seed: int = 0) -> Callable[[VideoFrames, np.ndarray], np.ndarray]:
     """Marigold normals through diffusers (x right, y up, z toward the viewer: the dataset's convention), unit
     length, at the video's size."""
     import torch
@@ -198,7 +198,7 @@ def marigold_normals(folder: Path, steps: int | None = None, ensemble: int = 1, 
             image = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0  # [1, 3, H, W] in 0..1
             result = pipe(image, num_inference_steps=steps, ensemble_size=ensemble,
                           processing_resolution=resolution, match_input_resolution=True, generator=generator,
-                          output_type="np")  # fmt: skip
+                          output_type="np")
             normal = np.asarray(result.prediction[0], dtype=np.float32)  # [H, W, 3] in -1..1
             out.append(normal / np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-6))
         return np.stack(out).astype(np.float32)
@@ -236,7 +236,7 @@ def dwpose(folder: Path, threshold: float = 0.3) -> Callable[[VideoFrames], list
         from rtmlib import YOLOX, RTMPose
     except ImportError as exc:
         raise PrepareError(f"the dwpose estimator needs onnxruntime and rtmlib ({exc}): pip install onnxruntime; "
-                           "pip install --no-deps rtmlib") from None  # fmt: skip
+                           "pip install --no-deps rtmlib") from None
     from dreamdance_core.pose import from_pose_keypoint, to_pose_keypoint
 
     device = "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
@@ -246,7 +246,7 @@ def dwpose(folder: Path, threshold: float = 0.3) -> Callable[[VideoFrames], list
     pose_h, pose_w = _onnx_input_size(pose_path)
     detector = YOLOX(str(det_path), model_input_size=(det_h, det_w), backend="onnxruntime", device=device)
     pose_model = RTMPose(str(pose_path), model_input_size=(pose_w, pose_h), to_openpose=True, backend="onnxruntime",
-                         device=device)  # fmt: skip
+                         device=device)
 
     def points(keypoints: np.ndarray, scores: np.ndarray) -> list[float] | None:
         kept = scores >= threshold
@@ -270,7 +270,7 @@ def dwpose(folder: Path, threshold: float = 0.3) -> Callable[[VideoFrames], list
                     face_s = np.concatenate([s[_FACE], s[[14, 15]]])
                     people.append({"pose_keypoints_2d": body, "face_keypoints_2d": points(face_k, face_s),
                                    "hand_left_keypoints_2d": points(k[_LEFT_HAND], s[_LEFT_HAND]),
-                                   "hand_right_keypoints_2d": points(k[_RIGHT_HAND], s[_RIGHT_HAND])})  # fmt: skip
+                                   "hand_right_keypoints_2d": points(k[_RIGHT_HAND], s[_RIGHT_HAND])})
             frames.append({"people": people, "canvas_width": width, "canvas_height": height})
         return to_pose_keypoint(from_pose_keypoint(frames, canvas=(width, height)))
 

@@ -31,7 +31,7 @@ DEFAULT_FIT = "crop"
 PAD_VALUES = {"pose": -1.0, "depth": -1.0, "normal": 0.0}  # per map, in the core's -1..1; the reference: black
 FIT_HELP = ("How a reference image or pose canvas of another aspect ratio fits the output: crop = scale to cover it "
             "and centre-crop (like ComfyUI's SVD conditioning and MimicMotion); pad = scale to fit inside and centre, "
-            "empty bars (black; mid-grey in normal maps).")  # fmt: skip
+            "empty bars (black; mid-grey in normal maps).")
 
 
 @dataclass(frozen=True)

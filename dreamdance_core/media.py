@@ -37,13 +37,13 @@ def load_image(path: str | os.PathLike, width: int, height: int, fit: Fit = DEFA
         with Image.open(path) as opened:
             if max(opened.size) > MAX_SIDE:  # before decoding: a huge image is refused without reading its pixels
                 raise InputError(f"image {path} is {opened.size[0]}x{opened.size[1]} pixels, larger than {MAX_SIDE} on "
-                                 "a side; resize it first")  # fmt: skip
+                                 "a side; resize it first")
             image = opened.convert("RGB")
     except FileNotFoundError as error:
         raise FileNotFoundError(f"reference image {path} not found; check the path") from error
     except Image.DecompressionBombError:
         raise InputError(f"image {path} declares more pixels than PIL's safety limit (a decompression bomb, or a "
-                         "huge image); give a normal-sized image") from None  # fmt: skip
+                         "huge image); give a normal-sized image") from None
     except IsADirectoryError:
         raise InputError(f"{path} is a folder, not an image file; give a PNG, JPEG or WebP file") from None
     except (UnidentifiedImageError, OSError) as error:
@@ -119,7 +119,7 @@ def fit_images(
     images = images[..., top : top + crop_h, left : left + crop_w]
     if (crop_h, crop_w) != (inner_h, inner_w):
         images = torch.nn.functional.interpolate(images.float(), size=(inner_h, inner_w), mode="bilinear",
-                                                 antialias=True, align_corners=False).clamp(-1, 1)  # fmt: skip
+                                                 antialias=True, align_corners=False).clamp(-1, 1)
     if (inner_h, inner_w) == (height, width):
         return images
     padded = images.new_full((*images.shape[:-2], height, width), pad)

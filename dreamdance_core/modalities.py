@@ -107,7 +107,7 @@ def register(modality: Modality, replace: bool = False) -> Modality:
     if modality.codec.where in _RESERVED or modality.codec.where in taken:
         owner = taken.get(modality.codec.where, "the dataset layout")
         raise ModalityError(f"modality {modality.name!r} would store its maps in {modality.codec.where!r}, which "
-                            f"{owner} uses; give its codec another folder")  # fmt: skip
+                            f"{owner} uses; give its codec another folder")
     unknown = [r for r in modality.requires if r not in _REGISTRY and r != modality.name]
     if unknown:
         raise ModalityError(f"modality {modality.name!r} requires {unknown}, which are not registered")
@@ -134,7 +134,7 @@ def load_plugins(force: bool = False) -> None:
             plugin = getattr(importlib.import_module(module_name), function or "register_modalities")
         except (ImportError, AttributeError, ValueError) as exc:
             raise ModalityError(f"${PLUGIN_ENVIRONMENT} names {spec!r}, which cannot be loaded ({exc}); give "
-                                "package.module:function") from None  # fmt: skip
+                                "package.module:function") from None
         plugin(this)
     for entry in entry_points(group=PLUGIN_ENTRY_POINTS):
         entry.load()(this)
@@ -159,7 +159,7 @@ def get(name: str) -> Modality:
         return _REGISTRY[name]
     except KeyError:
         raise ModalityError(f"unknown control modality {name!r}; registered: {list(_REGISTRY)} (register more with "
-                            "dreamdance_core.modalities.register)") from None  # fmt: skip
+                            "dreamdance_core.modalities.register)") from None
 
 
 def check_names(modalities: Sequence[str]) -> tuple[str, ...]:
@@ -227,7 +227,7 @@ def add_control_map(
     previous = tuple(previous or ())
     if any(entry.name == name for entry in previous):
         raise ModalityError(f"the control-map list already holds {name!r} maps ({[e.name for e in previous]}); "
-                            "give each modality once")  # fmt: skip
+                            "give each modality once")
     return (*previous, ControlMap(name, image, float(strength)))
 
 
@@ -255,12 +255,12 @@ def control_inputs(
     unknown = [n for n in names_given if n not in modalities]
     if unknown:
         raise ModalityError(f"this video model has no {unknown} control input: its controller was trained on "
-                            f"{list(modalities)}; leave those maps out or load a model trained with them")  # fmt: skip
+                            f"{list(modalities)}; leave those maps out or load a model trained with them")
     maps = {e.name: fit_images(e.image, width, height, fit, pad_value(e.name)) for e in given}
     counts = {name: m.shape[0] for name, m in maps.items()}
     if len(set(counts.values())) > 1:
         raise ModalityError(f"the control maps disagree on the number of frames: {counts}; give every map one image "
-                            "per frame")  # fmt: skip
+                            "per frame")
     frames = next(iter(counts.values()))
     strengths = {e.name: e.strength for e in given}
     full = {name: maps.get(name, torch.full((frames, 3, height, width), ABSENT_VALUE)) for name in modalities}
@@ -300,7 +300,7 @@ def _marigold_normals(argument: str | None, options: Mapping[str, Any]) -> Estim
 
     folder = resolve_model(argument, "marigold", bool(options.get("allow_download")))
     return marigold_normals(folder, steps=options.get("marigold_steps"), resolution=options.get("marigold_resolution"),
-                            ensemble=int(options.get("marigold_ensemble", 1)))  # fmt: skip
+                            ensemble=int(options.get("marigold_ensemble", 1)))
 
 
 def _normals_from_depth(argument: str | None, options: Mapping[str, Any]) -> Estimator:
@@ -314,17 +314,17 @@ def register_defaults() -> None:
     register(Modality("pose", POSE, synthetic=lambda frames: frames.pose_keypoints(),
                       estimators={"json": _json_pose, "dwpose:<folder>": _dwpose}, default_estimator="json",
                       pad_value=PAD_VALUES["pose"],
-                      description="rendered OpenPose skeletons"), replace=True)  # fmt: skip
+                      description="rendered OpenPose skeletons"), replace=True)
     register(Modality("depth", DEPTH, synthetic=lambda frames: depth_to_unit(frames.depth, frames.mask),
                       estimators={"transformers:<model>": _transformers_depth,
                                   "depth-anything:<folder>": _depth_anything}, pad_value=PAD_VALUES["depth"],
-                      description="relative depth, white = near"), replace=True)  # fmt: skip
+                      description="relative depth, white = near"), replace=True)
     register(Modality("normal", NORMAL, synthetic=lambda frames: frames.normal,
                       estimators={"from-depth": _normals_from_depth,
                                   "marigold:<folder>": _marigold_normals},
                       default_estimator="from-depth",
                       requires=("depth",), pad_value=PAD_VALUES["normal"],
-                      description="camera-space normals"), replace=True)  # fmt: skip
+                      description="camera-space normals"), replace=True)
 
 
 register_defaults()

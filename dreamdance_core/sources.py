@@ -30,7 +30,7 @@ def default_source(weights_given: bool, demo) -> str:
 def _demo_folder(demo, folder) -> os.PathLike:
     if demo is None:
         raise FileNotFoundError(f"the demo checkpoint is missing from this copy of the pack ({folder}): "
-                                "reinstall the pack, or choose other weights")  # fmt: skip
+                                "reinstall the pack, or choose other weights")
     return demo.path
 
 

@@ -49,7 +49,7 @@ def block_types(levels: int, attention_blocks: int, first_attention_level: int, 
     ``first_attention_level``, plain levels elsewhere, mirrored up; ``kind`` "2D" (SD) or "SpatioTemporal" (SVD)."""
     if not 0 <= first_attention_level <= levels - attention_blocks:
         raise ValueError(f"{attention_blocks} attention blocks from level {first_attention_level} do not fit in "
-                         f"{levels} levels")  # fmt: skip
+                         f"{levels} levels")
     attention = [first_attention_level <= i < first_attention_level + attention_blocks for i in range(levels)]
     down = tuple(f"CrossAttnDownBlock{kind}" if a else f"DownBlock{kind}" for a in attention)
     up = tuple(f"CrossAttnUpBlock{kind}" if a else f"UpBlock{kind}" for a in reversed(attention))
@@ -141,7 +141,7 @@ def svd_vae(block_out_channels: tuple[int, ...] = (32, 64), latent_channels: int
         down_block_types=("DownEncoderBlock2D",) * len(block_out_channels),
         block_out_channels=tuple(block_out_channels), layers_per_block=1, latent_channels=latent_channels,
         sample_size=sample_size,
-    ).eval()  # fmt: skip
+    ).eval()
     with torch.no_grad():
         vae.quant_conv.weight.copy_(torch.eye(vae.quant_conv.weight.shape[0])[:, :, None, None])
         vae.quant_conv.bias.zero_()

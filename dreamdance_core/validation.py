@@ -103,9 +103,9 @@ def check_numbers(name: str, values, count: int, low: float | None = None, high:
 def check_size(width, height, name: str = "size", multiple: int = 8, max_side: int = MAX_SIDE) -> tuple[int, int]:
     """``(width, height)`` as ints, both positive multiples of ``multiple`` up to ``max_side``."""
     width = check_int(f"{name} width", width, multiple, max_side, f"give a multiple of {multiple} in "
-                      f"{multiple}..{max_side}")  # fmt: skip
+                      f"{multiple}..{max_side}")
     height = check_int(f"{name} height", height, multiple, max_side, f"give a multiple of {multiple} in "
-                       f"{multiple}..{max_side}")  # fmt: skip
+                       f"{multiple}..{max_side}")
     if width % multiple or height % multiple:
         raise InputError(
             f"{name} {width}x{height} (width x height): both sides must be multiples of {multiple}; use e.g. "
@@ -166,7 +166,7 @@ _CONVERT = {
 
 
 def check_images(name: str, images, layout: str = CORE, frames: int | None = None, size: tuple[int, int] | None = None,
-                 multiple: int | None = None, channels: int = 3):  # fmt: skip
+                 multiple: int | None = None, channels: int = 3):
     """A batch of images as the core (``layout="core"``: ``[F, 3, H, W]`` in -1..1) or ComfyUI (``"comfy"``:
     ``[F, H, W, 3]`` in 0..1) documents it: a float tensor (or array), finite, in range, with ``frames`` frames and
     ``size`` (width, height) when given, sides multiples of ``multiple`` when given. Returns ``images`` unchanged.
@@ -186,7 +186,7 @@ def check_images(name: str, images, layout: str = CORE, frames: int | None = Non
         raise InputError(f"{name} must be an image tensor {shape_text}, got {type(images).__name__}")
     if tensor.ndim != 4 or tensor.shape[1 if layout == CORE else 3] != channels:
         raise InputError(f"{name} must be images {shape_text}, got shape {tuple(tensor.shape)}; give a batch of "
-                         f"{channels}-channel images")  # fmt: skip
+                         f"{channels}-channel images")
     low, high = _RANGES[layout]
     if not tensor.is_floating_point():
         raise InputError(
@@ -204,20 +204,20 @@ def check_images(name: str, images, layout: str = CORE, frames: int | None = Non
     if multiple and (width % multiple or height % multiple):
         raise InputError(f"{name} is {width}x{height} (width x height); both sides must be multiples of {multiple}: "
                          f"resize to e.g. {max(multiple, width // multiple * multiple)}x"
-                         f"{max(multiple, height // multiple * multiple)}")  # fmt: skip
+                         f"{max(multiple, height // multiple * multiple)}")
     finite = torch.isfinite(tensor)
     if not bool(finite.all()):
         bad = int((~finite).sum())
         raise InputError(f"{name} contains {bad} NaN or infinite value(s); give finite pixel values in "
-                         f"{low:g}..{high:g}")  # fmt: skip
+                         f"{low:g}..{high:g}")
     smallest, largest = float(tensor.min()), float(tensor.max())
     if smallest < low - RANGE_TOLERANCE or largest > high + RANGE_TOLERANCE:
         hint = f": it looks like 0..255 pixels, {_CONVERT[layout]}" if largest > 2.0 else (
             "; it looks like 0..1 (ComfyUI) images: convert with x * 2 - 1" if layout == CORE and smallest >= 0
             and largest <= 1.0 else f"; clamp or rescale it to {low:g}..{high:g}"
-        )  # fmt: skip
+        )
         raise InputError(f"{name} has values {smallest:.4g}..{largest:.4g}, outside the documented {low:g}..{high:g}"
-                         f"{hint}")  # fmt: skip
+                         f"{hint}")
     return images
 
 
@@ -277,7 +277,7 @@ def check_budget(what: str, needed: int, fix: str, limit: int | None = None) -> 
 
 
 def check_frames_budget(what: str, frames: int, width: int, height: int, copies: float = 1.0, dtype="float32",
-                        channels: int = 3, limit: int | None = None) -> int:  # fmt: skip
+                        channels: int = 3, limit: int | None = None) -> int:
     """:func:`check_budget` for ``copies`` image batches ``[frames, channels, height, width]`` of ``dtype``."""
     needed = int(estimate_bytes((frames, channels, height, width), dtype) * copies)
     fix = f"lower the frame count ({frames}) or the size ({width}x{height})"

@@ -22,7 +22,7 @@ class DreamDanceDownloadWeights:
     DESCRIPTION = ("Downloads a base model the DreamDance loaders need (SD1.5, SVD-XT 1.1, CLIP ViT-L/14 image "
                    "encoder) from a pinned Hugging Face commit, verifies it and places it in ComfyUI's model folder. "
                    "Nothing is downloaded unless 'confirm' is on. There are no DreamDance weights to download: "
-                   "train them with train/.")  # fmt: skip
+                   "train them with train/.")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -8,9 +8,17 @@ from __future__ import annotations
 from ..dreamdance_core.fit import DEFAULT_FIT
 from ..dreamdance_core.sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS
 from ._common import (
-    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, interrupt_check, model_file, progress_callback,
+    DEMO,
+    TINY_DEMO,
+    choices,
+    comfy_to_core,
+    core_to_comfy,
+    fit_input,
+    interrupt_check,
+    model_file,
+    progress_callback,
     run_on_device,
-)  # fmt: skip
+)
 from ._validate import queue_check
 
 GEOMETRY_MODEL = "DREAMDANCE_GEOMETRY_MODEL"
@@ -104,7 +112,7 @@ class DreamDanceWindowOptions:
         def smaller():
             if isinstance(length, int) and isinstance(overlap, int) and overlap >= length:
                 raise ValueError(f"overlap ({overlap}) must be smaller than length ({length}); lower overlap to at "
-                                 f"most {length - 1}")  # fmt: skip
+                                 f"most {length - 1}")
 
         return queue_check(cls, {"length": length, "overlap": overlap}, smaller)
 
@@ -190,9 +198,9 @@ class DreamDancePoseToGeometry:
         with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
             dtype = pipeline.model.denoising_unet.dtype
             options = Stage1Options(steps=steps, guidance=(cfg_rgb, cfg_normal, cfg_depth), windows=windows, seed=seed,
-                                    scheduler=scheduler)  # fmt: skip
+                                    scheduler=scheduler)
             result = sample_geometry(pipeline, reference.to(device, dtype), poses.to(device, dtype), options, callback,
-                                     cancel_check=cancel_check)  # fmt: skip
+                                     cancel_check=cancel_check)
         return tuple(core_to_comfy(x) for x in (result.depth, result.normal, result.rgb, poses))
 
 
@@ -228,9 +236,9 @@ class DreamDanceGeometryPreview:
             comfy_to_core(depth), comfy_to_core(normal),
             None if pose_images is None else comfy_to_core(pose_images),
             None if reference is None else comfy_to_core(reference[:1]),
-        )  # fmt: skip
+        )
         return {"ui": {"images": _save_temp(panels, "dreamdance_geometry")},
-                "result": (torch.from_numpy(panels).float() / 255.0,)}  # fmt: skip
+                "result": (torch.from_numpy(panels).float() / 255.0,)}
 
 
 def _save_temp(frames, prefix: str) -> list[dict]:

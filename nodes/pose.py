@@ -10,12 +10,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..dreamdance_core.pose import (
-    PoseError, RenderStyle, from_pose_keypoint, interpolate_keyframes, load_pose_file, parse_pose_json,
-    render_poses, retarget, sample_dance, smooth_poses, to_pose_keypoint, write_openpose_files, write_pose_file,
-)  # fmt: skip
-from ..dreamdance_core.pose.decode import decode_body_images
 from ..dreamdance_core.fit import LEGACY_FITS
+from ..dreamdance_core.pose import (
+    PoseError,
+    RenderStyle,
+    from_pose_keypoint,
+    interpolate_keyframes,
+    load_pose_file,
+    parse_pose_json,
+    render_poses,
+    retarget,
+    sample_dance,
+    smooth_poses,
+    to_pose_keypoint,
+    write_openpose_files,
+    write_pose_file,
+)
+from ..dreamdance_core.pose.decode import decode_body_images
 from ._common import fit_input, interrupt_check, uint8_to_comfy
 from ._validate import check_filename_prefix, check_pose_budget, queue_check
 
@@ -191,7 +202,7 @@ class DreamDanceRenderPose:
         style = RenderStyle(body=draw_body, hands=draw_hands, face=draw_face, confidence_threshold=confidence_threshold)
         cancel_check = interrupt_check()
         images = render_poses(from_pose_keypoint(pose), width or None, height or None, style=style, fit=fit,
-                              cancel_check=cancel_check)  # fmt: skip
+                              cancel_check=cancel_check)
         return (uint8_to_comfy(images, cancel_check),)
 
 
@@ -236,7 +247,7 @@ class DreamDanceRetargetPose:
         result = retarget(
             from_pose_keypoint(driving_pose), from_pose_keypoint(reference_pose), reference_frame=reference_frame,
             reference_person=reference_person, per_bone=per_bone, alignment=alignment, missing=missing,
-        )  # fmt: skip
+        )
         return (to_pose_keypoint(result),)
 
 
@@ -246,7 +257,7 @@ def parse_frame_list(text: str, num_keys: int, num_frames: int, name: str = "key
     if not text.strip():
         if num_keys > num_frames:
             raise PoseError(f"{num_keys} key poses do not fit into {num_frames} frame(s): give num_frames >= "
-                            f"{num_keys}, or fewer key poses")  # fmt: skip
+                            f"{num_keys}, or fewer key poses")
         if num_keys == 1:
             return [0]
         return [round(k * (num_frames - 1) / (num_keys - 1)) for k in range(num_keys)]
@@ -259,7 +270,7 @@ def parse_frame_list(text: str, num_keys: int, num_frames: int, name: str = "key
     outside = [k for k in keys if not 0 <= k < num_frames]
     if outside:
         raise PoseError(f"{name}: frame {outside[0]} is outside the {num_frames} frame(s) (0..{num_frames - 1}); "
-                        f"give indices in that range")  # fmt: skip
+                        f"give indices in that range")
     if any(b <= a for a, b in zip(keys, keys[1:])):
         raise PoseError(f"{name} must increase, each frame once, like '0, 12, 30'; got {text[:80]!r}")
     return keys

@@ -5,9 +5,17 @@ from __future__ import annotations
 from ..dreamdance_core.fit import DEFAULT_FIT
 from ..dreamdance_core.sampling.schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS
 from ._common import (
-    DEMO, TINY_DEMO, choices, comfy_to_core, core_to_comfy, fit_input, interrupt_check, model_file, progress_callback,
+    DEMO,
+    TINY_DEMO,
+    choices,
+    comfy_to_core,
+    core_to_comfy,
+    fit_input,
+    interrupt_check,
+    model_file,
+    progress_callback,
     run_on_device,
-)  # fmt: skip
+)
 from ._validate import queue_check
 from .control import CONTROL_MAPS
 from .geometry import PRECISIONS, WINDOWS
@@ -131,11 +139,11 @@ class DreamDanceAnimate:
 
     @classmethod
     def VALIDATE_INPUTS(cls, min_cfg, max_cfg, noise_aug_strength, strength, pose_strength, depth_strength,
-                        normal_strength):  # fmt: skip
+                        normal_strength):
         # ComfyUI's own FLOAT check lets NaN through: a NaN scale gave blank frames, a NaN max_cfg no guidance
         values = {"min_cfg": min_cfg, "max_cfg": max_cfg, "noise_aug_strength": noise_aug_strength,
                   "strength": strength, "pose_strength": pose_strength, "depth_strength": depth_strength,
-                  "normal_strength": normal_strength}  # fmt: skip
+                  "normal_strength": normal_strength}
         return queue_check(cls, values)
 
     def animate(self, video_model, reference, width, height, steps, seed, min_cfg, max_cfg, fps, motion_bucket_id,
@@ -149,16 +157,16 @@ class DreamDanceAnimate:
 
         pipeline = video_model
         own = (("pose", pose_images, pose_strength), ("depth", depth, depth_strength),
-               ("normal", normal, normal_strength))  # fmt: skip
+               ("normal", normal, normal_strength))
         given = [ControlMap(name, comfy_to_core(image), s) for name, image, s in own if image is not None]
         maps, strengths = control_inputs(pipeline.controller.modalities, [*given, *(control_maps or ())], width, height,
-                                         fit)  # fmt: skip
+                                         fit)
         frames = next(iter(maps.values())).shape[0]
         options = Stage2Options(
             width=width, height=height, num_frames=frames, steps=steps, min_cfg=min_cfg, max_cfg=max_cfg, fps=fps,
             motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength, seed=seed,
             decode_chunk_size=decode_chunk_size, windows=windows, scheduler=scheduler,
-        )  # fmt: skip
+        )
         callback = progress_callback(steps * len(window_indices(frames, windows)))
         with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
             dtype = pipeline.components.unet.dtype

@@ -37,7 +37,7 @@ THUMBNAIL_MAX_BYTES = 60_000
 # Stage 1 as the shipped demo checkpoint samples (dreamdance_core/demo/stage1/demo.json); real weights: 256x384, 25 steps
 DEMO_STAGE1 = stage1_demo()
 STAGE1 = {"width": DEMO_STAGE1.width, "height": DEMO_STAGE1.height, "steps": DEMO_STAGE1.steps,
-          **dict(zip(("cfg_rgb", "cfg_normal", "cfg_depth"), DEMO_STAGE1.guidance))}  # fmt: skip
+          **dict(zip(("cfg_rgb", "cfg_normal", "cfg_depth"), DEMO_STAGE1.guidance))}
 
 REFERENCE_NOTE = (
     "Load Image: pick a photo of the person to animate (whole body, facing the camera, plain background); "
@@ -199,7 +199,7 @@ def pose_editing() -> Workflow:
 # Stage 2 as the shipped demo checkpoint samples (dreamdance_core/demo/stage2/demo.json); real weights: 512x768, 25 steps
 DEMO_STAGE2 = stage2_demo()
 STAGE2 = {"width": DEMO_STAGE2.width, "height": DEMO_STAGE2.height, "steps": DEMO_STAGE2.steps,
-          **dict(zip(("min_cfg", "max_cfg"), DEMO_STAGE2.guidance))}  # fmt: skip
+          **dict(zip(("min_cfg", "max_cfg"), DEMO_STAGE2.guidance))}
 VIDEO_LOADER = {"stage2_weights": "(demo: synthetic mannequins)", "precision": "fp32"}  # the demo is for CPUs
 VIDEO_FPS = 7.0  # SVD's frame-rate conditioning default (DreamDance Animate's fps input)
 VIDEO_NOTE = (

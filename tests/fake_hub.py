@@ -110,7 +110,7 @@ class FakeHub:
         _send(request, 302, {
             **commit, "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(repo.files[filename])),
             "ETag": '"git-pointer-sha1"', "Location": f"http://localhost:{self.port}{CDN}{sha256}",
-        })  # fmt: skip
+        })
 
 
 def _send(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes = b"") -> None:

@@ -33,9 +33,9 @@ def register_modalities(registry) -> None:
     codec = registry.ImageCodec(
         NAME, 1, np.uint8, encode=lambda mask: np.where(mask, 255, 0).astype(np.uint8),
         decode=lambda images: images > 127, control=_control, nearest=True,
-    )  # fmt: skip
+    )
     registry.register(registry.Modality(
         NAME, codec, synthetic=lambda frames: frames.mask,
         estimators={"brightness": lambda argument, options: brightness_silhouette}, default_estimator="brightness",
         pad_value=-1.0, description="the person's mask, white on black",
-    ), replace=True)  # fmt: skip
+    ), replace=True)

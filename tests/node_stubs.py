@@ -179,7 +179,7 @@ def _folder_paths_module(state: FakeComfy) -> types.ModuleType:
             raise Exception("**** ERROR: Saving image outside the output folder is not allowed.")
         existing = [p.name for p in full_output_folder.glob(f"{filename}_*")] if full_output_folder.is_dir() else []
         counters = [int(n[len(filename) + 1:].split("_")[0].split(".")[0]) for n in existing
-                    if n[len(filename) + 1:].split("_")[0].split(".")[0].isdigit()]  # fmt: skip
+                    if n[len(filename) + 1:].split("_")[0].split(".")[0].isdigit()]
         full_output_folder.mkdir(parents=True, exist_ok=True)
         return str(full_output_folder), filename, max(counters, default=0) + 1, subfolder, filename_prefix
 
@@ -204,7 +204,7 @@ def fake_comfyui(root: Path) -> Iterator[FakeComfy]:
     comfy.__path__ = []  # a package, so "import comfy.utils" works
     comfy.utils, comfy.model_management = _utils_module(state), _model_management_module(state)
     fakes = {"comfy": comfy, "comfy.utils": comfy.utils, "comfy.model_management": comfy.model_management,
-             "folder_paths": _folder_paths_module(state)}  # fmt: skip
+             "folder_paths": _folder_paths_module(state)}
     saved = {name: sys.modules.get(name) for name in STUBBED}
     sys.modules.update(fakes)
     try:

@@ -24,7 +24,7 @@ class Control:
 
 
 def sample(components: SVDComponents, reference, options: Stage2Options, control: Control | None = None,
-           callback=None) -> torch.Tensor:  # fmt: skip
+           callback=None) -> torch.Tensor:
     """Plain SVD (``control=None``: bare components, no inputs) or the controlled pipeline."""
     if control is None:
         return sample_stage2(components, reference, None, options, callback)

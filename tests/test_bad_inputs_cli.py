@@ -82,7 +82,7 @@ def test_bad_numbers_are_one_error_line(no_model_work, capsys, tmp_path, args, f
 @pytest.mark.parametrize("device, fragment", [
     ("bogus", "is not a device"), ("cuda:x", "is not a device"), ("", "is not a device"),
     ("meta", "cpu, cuda or mps"),
-])  # fmt: skip
+])
 def test_bad_devices(no_model_work, capsys, tmp_path, device, fragment):
     _refused(capsys, ["--device", device, "--output", str(tmp_path / "o")], fragment)
 
@@ -126,7 +126,7 @@ def test_weights_without_stage2_are_refused_before_stage1(no_model_work, capsys,
 
 @pytest.mark.parametrize("flag, make, fragment", [
     ("stage1", "file", "is a file"), ("stage2", "file", "is a file"), ("reference", "dir", "is a folder"),
-])  # fmt: skip
+])
 def test_paths_of_the_wrong_kind(no_model_work, capsys, tmp_path, flag, make, fragment):
     path = tmp_path / "thing"
     path.mkdir() if make == "dir" else path.write_text("x")
@@ -148,7 +148,7 @@ def test_output_under_a_file(no_model_work, capsys, tmp_path):
     (json.dumps([{"people": [None]}]), "a person must be a JSON object"),
     (json.dumps([{"people": [], "canvas_width": True, "canvas_height": True}]), "numbers of pixels"),
     (json.dumps([1, 2]), "a frame must be a JSON object"), (json.dumps([]), "non-empty list"),
-])  # fmt: skip
+])
 def test_bad_pose_files(no_model_work, capsys, tmp_path, content, fragment):
     pose = tmp_path / "pose.json"
     pose.write_text(content)
@@ -195,11 +195,11 @@ def test_argparse_refusals_exit_2_without_traceback(capsys, args):
 @pytest.mark.parametrize("args, fragment", [
     (["--cfg", "nan", "nan", "nan"], "--cfg RGB is NaN"), (["--device", "bogus"], "is not a device"),
     (["--steps", "0"], "--steps must be at least 1"),
-])  # fmt: skip
+])
 def test_subprocess_refusals(tmp_path, args, fragment):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "dreamdance_core", *args, "--output", str(tmp_path / "o")],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert fragment in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()

@@ -11,9 +11,19 @@ import pytest
 import torch
 
 from dreamdance_core.validation import (
-    InputError, check_budget, check_cfg, check_filename_prefix, check_frames, check_images, check_int, check_number,
-    check_size, check_steps, estimate_bytes, memory_limit,
-)  # fmt: skip
+    InputError,
+    check_budget,
+    check_cfg,
+    check_filename_prefix,
+    check_frames,
+    check_images,
+    check_int,
+    check_number,
+    check_size,
+    check_steps,
+    estimate_bytes,
+    memory_limit,
+)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -24,7 +34,7 @@ NAN, INF = float("nan"), float("inf")
     (-1, 0, 100, "at least 0"), (True, None, None, "must be a number"), ("3.5", None, None, "must be a number"),
     (None, None, None, "must be a number"), ([1], None, None, "must be a number"), (np.float32("nan"), 0, 1, "NaN"),
     (101, 0, 100, "at most 100"), (-1e-9, 0, None, "at least 0"),
-])  # fmt: skip
+])
 def test_check_number_refuses(value, low, high, fragment):
     with pytest.raises(InputError, match=fragment):
         check_number("cfg", value, low, high)
@@ -38,7 +48,7 @@ def test_check_number_accepts(value):
 @pytest.mark.parametrize("value, fragment", [
     (8.5, "whole number"), (0, "at least 1"), (10**30, "at most"), (NAN, "NaN"), (False, "must be a number"),
     ("8", "must be a number"),
-])  # fmt: skip
+])
 def test_check_int_refuses(value, fragment):
     with pytest.raises(InputError, match=fragment):
         check_int("steps", value, 1, 1000)
@@ -53,7 +63,7 @@ def test_check_int_keeps_big_integers_exact():
 @pytest.mark.parametrize("width, height, fragment", [
     (0, 64, "at least 8"), (64, -8, "at least 8"), (60, 64, "multiples of 8"), (64, 100, "multiples of 8"),
     (32768, 64, "at most 16384"), (NAN, 64, "NaN"), (64.5, 64, "whole number"), ("64", 64, "must be a number"),
-])  # fmt: skip
+])
 def test_check_size_refuses(width, height, fragment):
     with pytest.raises(InputError, match=fragment):
         check_size(width, height, "the video size")
@@ -63,7 +73,7 @@ def test_check_size_refuses(width, height, fragment):
     (check_steps, 0, "at least 1"), (check_steps, -3, "at least 1"), (check_steps, 1e9, "at most"),
     (check_cfg, NAN, "NaN"), (check_cfg, 1e30, "at most 100"), (check_cfg, -1, "at least 0"),
     (check_frames, 0, "at least 1"), (check_frames, 10**6, "at most 100000"),
-])  # fmt: skip
+])
 def test_named_checks_refuse(check, value, fragment):
     with pytest.raises(InputError, match=fragment):
         check("x", value)
@@ -91,7 +101,7 @@ def _core(frames=2, h=16, w=8):
     (lambda: torch.zeros(1, 8, 8, 3).double() + 255, {"layout": "comfy"}, "x / 255"),
     (lambda: torch.zeros(1, 8, 8, 3) - 0.5, {"layout": "comfy"}, "outside the documented 0..1"),
     (lambda: torch.zeros(1, 8, 8, 3, dtype=torch.uint8), {"layout": "comfy"}, "uint8"),
-])  # fmt: skip
+])
 def test_check_images_refuses(make, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):
         check_images("the reference image", make(), **kwargs)
@@ -100,7 +110,7 @@ def test_check_images_refuses(make, kwargs, fragment):
 @pytest.mark.parametrize("images, layout", [
     (torch.zeros(1, 3, 8, 8) - 1, "core"), (torch.ones(2, 3, 8, 8), "core"), (torch.zeros(1, 8, 8, 3), "comfy"),
     (torch.full((1, 3, 8, 8), 1.005), "core"), (np.zeros((1, 3, 8, 8), np.float32), "core"),
-])  # fmt: skip
+])
 def test_check_images_accepts_the_documented_range(images, layout):
     assert check_images("x", images, layout) is images
 
@@ -131,7 +141,7 @@ def test_check_budget_names_the_number_the_limit_and_the_fix():
     ("/etc/pose", "leaves the output folder"), ("C:\\x\\pose", "leaves the output folder"),
     ("a\\..\\..\\b", "leaves the output folder"), ("", "non-empty"), ("  ", "non-empty"), (None, "non-empty"),
     ("ok/" + "é" * 150, "300 bytes"), ("x\ny", "control characters"),
-])  # fmt: skip
+])
 def test_filename_prefix_refused(prefix, fragment):
     with pytest.raises(InputError, match=fragment):
         check_filename_prefix(prefix)
@@ -149,7 +159,7 @@ def test_filename_prefix_accepted(prefix):
     ({"guidance": 3.5}, "3 scales"), ({"guidance": (-1.0, 1, 1)}, "at least 0"), ({"steps": 0}, "at least 1"),
     ({"steps": 2.5}, "whole number"), ({"steps": NAN}, "NaN"), ({"seed": 2**70}, "seed"),
     ({"decode_chunk_size": 0}, "decode_chunk_size"), ({"scheduler": "bogus"}, "bogus"),
-])  # fmt: skip
+])
 def test_stage1_options_refuse(kwargs, fragment):
     from dreamdance_core.sampling.stage1 import Stage1Options
 
@@ -166,7 +176,7 @@ def test_stage1_options_refuse(kwargs, fragment):
     ({"num_frames": 0}, "at least 1"), ({"num_frames": 10**7}, "at most"), ({"width": 20}, "multiples of 8"),
     ({"height": 0}, "at least 8"), ({"width": 65536}, "at most 16384"), ({"seed": 1.5}, "whole number"),
     ({"decode_chunk_size": 0}, "at least 1"), ({"scheduler": "nope"}, "unknown Stage-2 scheduler"),
-])  # fmt: skip
+])
 def test_stage2_options_refuse(kwargs, fragment):
     from dreamdance_core.sampling.stage2 import Stage2InputError, Stage2Options
 
@@ -221,7 +231,7 @@ def _nan_maps():
     (_bad(strength=NAN), "control strength is NaN"), (_bad(strength=-1.0), "at least 0"),
     (_bad(strength=1e9), "at most 10"), (_bad(modality_strengths={"depth": NAN}), "depth strength is NaN"),
     (_bad(modality_strengths={"pose": INF}), "pose strength is infinite"),
-])  # fmt: skip
+])
 def test_stage2_inputs_refused_before_model_work(video, case, fragment):
     from dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
 
@@ -240,7 +250,7 @@ def test_stage2_inputs_refused_before_model_work(video, case, fragment):
     (torch.zeros(1, 3, 96, 64) + 255, torch.zeros(2, 3, 96, 64), "0..255"),
     (torch.zeros(1, 3, 96, 64), torch.zeros(2, 3, 96, 64, dtype=torch.uint8), "uint8"),
     (torch.zeros(1, 3, 96, 64), torch.zeros(2, 3, 96, 64) + 0.5 + 1, "outside the documented"),
-])  # fmt: skip
+])
 def test_stage1_inputs_refused_before_model_work(reference, poses, fragment):
     from dreamdance_core.sampling.stage1 import _check_inputs
 
@@ -278,7 +288,7 @@ def _frame(**fields):
     (json.dumps([_frame(people=[{"pose_keypoints_2d": [1.0] * 55}])]), "expected 54 or 75 numbers"),
     ("{not json", "not valid JSON"), (json.dumps("text"), "non-empty list"),
     (json.dumps([_frame(people=[{}] * 65)]), "at most 64"),
-])  # fmt: skip
+])
 def test_pose_json_refused(text, fragment):
     from dreamdance_core.pose import PoseError, parse_pose_json
 
@@ -372,7 +382,7 @@ def test_smooth_poses_long_sequence_huge_sigma_refused(small_limit):
     (2, 1, [0, 0], "2 key poses do not fit into 1 frame"), (2, 10, [0, 0], "increasing order"),
     (2, 10, [0, 10], "0..9"), (2, 0, None, "between 1 and 100000"), (2, 10**6, None, "between 1 and 100000"),
     (2, 10, [0], "one frame index per key pose"), (2, 10.5, None, "whole number"), (2, True, None, "whole number"),
-])  # fmt: skip
+])
 def test_interpolate_refused(num_keys, num_frames, key_frames, fragment):
     from dreamdance_core.pose import PoseError, interpolate_keyframes, sample_dance
 
@@ -391,7 +401,7 @@ def test_interpolate_spreads_keys_when_none_given():
 @pytest.mark.parametrize("frames, width, height, fragment", [
     (0, 64, 64, "between 1 and 100000"), (10**6, 64, 64, "between 1 and 100000"), (4, 0, 64, "canvas"),
     (4, 10**6, 64, "canvas"),
-])  # fmt: skip
+])
 def test_sample_dance_refused(frames, width, height, fragment):
     from dreamdance_core.pose import PoseError, sample_dance
 
@@ -410,7 +420,7 @@ def _png(path, width=16, height=16):
 @pytest.mark.parametrize("kind, fragment", [
     ("bomb", "decompression bomb"), ("folder", "is a folder"), ("garbage", "not a readable image"),
     ("empty", "not a readable image"), ("size", "multiples|at least"),
-])  # fmt: skip
+])
 def test_load_image_refused(tmp_path, monkeypatch, kind, fragment):
     from PIL import Image
 
@@ -445,7 +455,7 @@ def test_load_image_missing_file_names_it(tmp_path):
     ("../elsewhere", "leaves the dataset folder"), ("/abs/video", "leaves the dataset folder"),
     ("a/../../b", "leaves the dataset folder"), ("C:\\videos\\x", "leaves the dataset folder"),
     ("ok\x00", "leaves the dataset folder"), ("", "non-empty"), (5, "non-empty folder name"), (None, "non-empty"),
-])  # fmt: skip
+])
 def test_dataset_ids_stay_inside_the_root(tmp_path, video_id, fragment):
     from dreamdance_core.dataset import DatasetError, read_index
 

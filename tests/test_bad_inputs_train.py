@@ -89,11 +89,11 @@ def test_output_dir_naming_a_file(tmp_path, layout):
 @pytest.mark.parametrize("args, fragment", [
     (["--learning_rate", "nan"], "--learning_rate is NaN"), (["--lr_scheduler", "bogus"], "bogus"),
     (["--dataloader_num_workers", "-1"], "at least 0"),
-])  # fmt: skip
+])
 def test_cli_exit_2_with_one_error_line(tmp_path, capsys, script, args, fragment):
     config = TINY1 if script is stage1 else TINY2
     code = script.cli(["--config", str(config), "--train_data_dir", str(tmp_path), "--output_dir",
-                       str(tmp_path / "o"), *args])  # fmt: skip
+                       str(tmp_path / "o"), *args])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and fragment in err and "Traceback" not in err
 
@@ -103,7 +103,7 @@ def test_config_file_values_are_checked_too(tmp_path):
     config.write_text(TINY1.read_text() + "\nlearning_rate: .nan\n")
     with pytest.raises(TrainConfigError, match="--learning_rate is NaN"):
         stage1.parse_args(["--config", str(config), "--train_data_dir", str(tmp_path), "--output_dir",
-                           str(tmp_path / "o")])  # fmt: skip
+                           str(tmp_path / "o")])
 
 
 # --- resume from a damaged checkpoint -------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_an_intact_checkpoint_loads(checkpoint):
     ("optimizer.bin", b"", "cannot be resumed"),
     ("random_states_0.pkl", b"tampered", "random_states_0.pkl cannot be read"),
     ("random_states_0.pkl", b"", "random_states_0.pkl cannot be read"),
-])  # fmt: skip
+])
 def test_tampered_checkpoint_files_are_refused(checkpoint, victim, content, fragment):
     accelerator, folder = checkpoint
     (folder / victim).write_bytes(content)
@@ -194,7 +194,7 @@ def test_prepare_data_missing_transformers_model(tmp_path, capsys):
     from dreamdance_core.training import prepare_data
 
     code = prepare_data.cli(["convert", str(tmp_path), str(tmp_path / "ds"), "--pose_estimator", "json",
-                             "--depth_estimator", f"transformers:{tmp_path / 'no_model'}"])  # fmt: skip
+                             "--depth_estimator", f"transformers:{tmp_path / 'no_model'}"])
     err = capsys.readouterr().err
     assert code == 2 and "could not be loaded" in err and "does not exist here" in err and "Traceback" not in err
 
@@ -219,7 +219,7 @@ def test_prepare_data_refuses_nan_depth_naming_video_and_frame(tmp_path, monkeyp
     pose = [{"people": [], "canvas_width": 8, "canvas_height": 16}] * 3
     estimators = {"pose": lambda video: pose, "depth": nan_depth,
                   "normal": lambda video, depth: np.dstack([np.zeros((16, 8, 2)), np.ones((16, 8, 1))])[None]
-                  .repeat(3, 0).astype(np.float32)}  # fmt: skip
+                  .repeat(3, 0).astype(np.float32)}
     done = prepare_data.convert(videos, tmp_path / "ds", estimators)
     assert done == []
     assert "video 'dance': depth frame 1 holds NaN" in capsys.readouterr().err

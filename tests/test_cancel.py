@@ -171,7 +171,7 @@ def test_rendering_1000_frames_cancels_after_a_few():
         render_poses(seq, 64, 96, cancel_check=cancel_check)
     assert calls[0] == 4
     assert np.array_equal(render_poses(sample_dance(3, 64, 96), cancel_check=lambda: None),
-                          render_poses(sample_dance(3, 64, 96)))  # fmt: skip
+                          render_poses(sample_dance(3, 64, 96)))
 
 
 @pytest.mark.parametrize("decoder", ["sd", "svd"])
@@ -250,7 +250,7 @@ def test_pose_to_geometry_node_interrupts_inside_the_forward(comfy_stubs):
         nodes.DreamDancePoseToGeometry().generate(
             model, torch.rand(1, 64, 40, 3), W, H, 3, 1, 3.5, 2.5, 3.5,
             pose_keypoint=to_pose_keypoint(sample_dance(2, W, H)),
-        )  # fmt: skip
+        )
     _assert_interrupted(raised)
     assert entered[0] == 1 and comfy_stubs.progress == []  # stopped inside the first forward, before any step ended
     for handle in handles:
@@ -266,7 +266,7 @@ def test_animate_node_interrupts_inside_the_forward(comfy_stubs):
     maps = torch.rand(3, H, W, 3)
     with pytest.raises(Exception) as raised:
         nodes.DreamDanceAnimate().animate(model, torch.rand(1, 64, 40, 3), W, H, 3, 0, 1.0, 2.5, 7, 127, 0.02, 1.0,
-                                          1.0, 1.0, 1.0, 2, pose_images=maps, depth=maps, normal=maps)  # fmt: skip
+                                          1.0, 1.0, 1.0, 2, pose_images=maps, depth=maps, normal=maps)
     _assert_interrupted(raised)
     assert entered[0] == 1 and comfy_stubs.progress == []
     for handle in handles:

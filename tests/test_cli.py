@@ -34,7 +34,7 @@ def test_without_a_stage2_demo_the_video_model_is_tiny_random_and_says_so(tmp_pa
 
     monkeypatch.setattr(demo, "STAGE2_DIR", tmp_path / "no_demo")
     assert main(["--frames", "2", "--steps", "1", "--video-steps", "1", "--window", "2", "--overlap", "1",
-                 "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+                 "--output", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "TINY RANDOMLY INITIALISED video model" in out and "reminder: Stage 2 ran with random weights" in out
 
@@ -66,8 +66,8 @@ def test_a_shipped_stage2_demo_is_the_default_video_model(tmp_path, monkeypatch,
     """With a Stage-2 demo folder in the pack (here a tiny one, written by the real savers), the main job animates
     with it at its demo.json's settings instead of the tiny random model."""
     from dreamdance_core import demo
-    from dreamdance_core.tiny import tiny_video_pipeline
     from dreamdance_core.loading.svd import save_stage2_control, save_svd_folder
+    from dreamdance_core.tiny import tiny_video_pipeline
 
     folder = tmp_path / "stage2"
     video = tiny_video_pipeline(seed=3)
@@ -133,7 +133,7 @@ def test_stage2_gets_the_reference_and_poses_at_the_video_size(tmp_path, monkeyp
     pose = _pose_file(tmp_path / "pose.json", sample_dance(2, 128, 192))
     assert main(["--reference", str(reference), "--pose", str(pose), "--width", "64", "--height", "96",
                  "--video-width", "128", "--video-height", "192", "--steps", "1", "--video-steps", "1",
-                 "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+                 "--output", str(tmp_path / "o")]) == 0
     expected_reference, expected_poses = _expected_stage2_inputs(reference, pose, 128, 192, "crop")
     assert torch_equal(seen["reference"], expected_reference)
     board = np.asarray(Image.open(reference))
@@ -158,7 +158,7 @@ def test_with_weights_stage2_runs_at_twice_the_stage1_size_from_the_full_size_re
     (tmp_path / "w1").mkdir(), (tmp_path / "w2").mkdir()  # the paths are checked up front; the loaders are stubs
     assert main(["--reference", str(reference), "--pose", str(pose), "--stage1", str(tmp_path / "w1"),
                  "--stage2", str(tmp_path / "w2"), "--width", "32", "--height", "48", "--steps", "1",
-                 "--video-steps", "1", "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+                 "--video-steps", "1", "--output", str(tmp_path / "o")]) == 0
     expected_reference, expected_poses = _expected_stage2_inputs(reference, pose, 64, 96, "crop")
     assert torch_equal(seen["reference"], expected_reference)
     assert seen["reference"][0, 0].unique().tolist() == [-1.0, 1.0], "the checkerboard must survive"
@@ -181,7 +181,7 @@ def test_keypoints_land_on_the_reference_body_pixels(tmp_path, monkeypatch, canv
     out = tmp_path / "o"
     assert main(["--reference", str(tmp_path / "dots.png"), "--pose", str(pose), "--fit", fit, "--width", "64",
                  "--height", "96", "--video-width", str(OUTPUT[0]), "--video-height", str(OUTPUT[1]),
-                 "--steps", "1", "--video-steps", "1", "--output", str(out)]) == 0  # fmt: skip
+                 "--steps", "1", "--video-steps", "1", "--output", str(out)]) == 0
     edge = fit == "pad" or canvas == "equal"
     assert_joints_on_dots(to_uint8(seen["reference"])[0], to_uint8(seen["maps"]["pose"])[0], expect_edge_joint=edge)
     from dreamdance_core.media import load_image
@@ -211,7 +211,7 @@ def test_scheduler_flags_reach_both_samplers(tmp_path, monkeypatch):
     monkeypatch.setattr(stage1, "sample_geometry", spy)
     seen = _capture_stage2(monkeypatch)
     assert main(["--frames", "2", "--steps", "1", "--video-steps", "1", "--scheduler", "dpm++ 2m",
-                 "--video-scheduler", "dpm++ 2m karras", "--output", str(tmp_path / "o")]) == 0  # fmt: skip
+                 "--video-scheduler", "dpm++ 2m karras", "--output", str(tmp_path / "o")]) == 0
     assert seen_stage1["options"].scheduler == "dpm++ 2m" and seen["options"].scheduler == "dpm++ 2m karras"
     with pytest.raises(SystemExit):
         parse_args(["--video-scheduler", "ddim"])  # not one of Stage 2's

@@ -58,7 +58,7 @@ def test_the_control_row_runs_the_controlnet_a_fresh_one_changes_nothing(case):
             p.normal_(0, 0.5)
     linked = denoiser_error.denoiser_errors(*args)
     assert all(linked["with controller + ControlNet"][s] != pytest.approx(linked["SVD UNet alone"][s], rel=1e-3)
-               for s in SIGMAS)  # fmt: skip
+               for s in SIGMAS)
     assert linked["SVD UNet alone"] == pytest.approx(fresh["SVD UNet alone"], rel=1e-6)
 
 
@@ -71,7 +71,7 @@ def test_the_command_line_prints_one_row_per_estimate_and_a_column_per_sigma(tmp
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         errors = denoiser_error.main(["--stage2", str(tmp_path), "--cases", "1", "--frames", "2", "--width", "32",
-                                      "--height", "48", "--sigmas", "0.5", "8"])  # fmt: skip
+                                      "--height", "48", "--sigmas", "0.5", "8"])
     lines = [line for line in out.getvalue().splitlines() if line.startswith("|")]
     assert lines[0] == "| estimate | σ = 0.5 | σ = 8 |"
     assert [line.split("|")[1].strip() for line in lines[2:]] == list(errors) == [

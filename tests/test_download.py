@@ -32,7 +32,7 @@ def _entry(**changes) -> dl.CatalogEntry:
         name="base", repo_id=REPO, revision=COMMIT, filename="weights/base.safetensors", kind="checkpoints",
         target_name="base.safetensors", size=len(PAYLOAD), sha256=hashlib.sha256(PAYLOAD).hexdigest(), gated=False,
         purpose="test", source="test",
-    )  # fmt: skip
+    )
     return replace(entry, **changes)
 
 
@@ -131,7 +131,7 @@ def test_gated_repository_needs_the_licence_and_a_token(hub, tmp_path):
     [({"filename": "weights/missing.safetensors"}, "weights/missing.safetensors"),
      ({"revision": "f" * 40}, "f" * 40),
      ({"repo_id": "nobody/nothing"}, "nobody/nothing")],
-)  # fmt: skip
+)
 def test_missing_file_revision_or_repository_is_named(hub, tmp_path, change, named):
     entry = _entry(**change)
     with pytest.raises(dl.RemoteFileNotFoundError) as error:
@@ -181,7 +181,7 @@ def test_image_tower_of_a_full_clip_file_loads_as_the_clip_image_encoder(hub, tm
     hub.add("openai/tiny-clip", COMMIT, {"model.safetensors": full})
     entry = _entry(repo_id="openai/tiny-clip", filename="model.safetensors", kind="clip_vision",
                    target_name="clip_tiny.safetensors", size=len(full), sha256=hashlib.sha256(full).hexdigest(),
-                   keep_prefixes=("vision_model.", "visual_projection."))  # fmt: skip
+                   keep_prefixes=("vision_model.", "visual_projection."))
     config = tmp_path / "config"
     model.config.vision_config.save_pretrained(config)
     (tmp_path / "full.safetensors").write_bytes(full)

@@ -31,7 +31,7 @@ def tiny_depth_anything(folder: Path) -> Path:
     torch.manual_seed(0)
     backbone = {"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2,
                 "intermediate_size": 64, "patch_size": 14, "image_size": 56, "reshape_hidden_states": False,
-                "out_features": ["stage1", "stage2", "stage3", "stage4"]}  # fmt: skip
+                "out_features": ["stage1", "stage2", "stage3", "stage4"]}
     config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, patch_size=14,
                                  neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, head_hidden_size=8)
     DepthAnythingForDepthEstimation(config).eval().save_pretrained(folder)
@@ -84,18 +84,18 @@ def tiny_marigold(folder: Path) -> Path:
         sample_size=16, in_channels=8, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
-    )  # fmt: skip
+    )
     vae = AutoencoderKL(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)  # fmt: skip
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8)
     text = CLIPTextModel(CLIPTextConfig(vocab_size=514, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                         num_attention_heads=2, max_position_embeddings=8, bos_token_id=512,
-                                        eos_token_id=513, pad_token_id=513))  # fmt: skip
+                                        eos_token_id=513, pad_token_id=513))
     scheduler = DDIMScheduler(prediction_type="v_prediction", timestep_spacing="trailing", set_alpha_to_one=False,
-                              beta_schedule="scaled_linear", clip_sample=False)  # fmt: skip
+                              beta_schedule="scaled_linear", clip_sample=False)
     tokenizer = tiny_clip_tokenizer(folder.parent / "tokenizer-source")
     pipe = MarigoldNormalsPipeline(unet.eval(), vae.eval(), scheduler, text.eval(), tokenizer,
                                    prediction_type="normals", default_denoising_steps=2,
-                                   default_processing_resolution=32)  # fmt: skip
+                                   default_processing_resolution=32)
     pipe.save_pretrained(folder)
     return folder
 
@@ -150,7 +150,7 @@ def onnx_detector(path: Path, person: bool = True) -> None:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, anchors, 85])],
         [numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.zeros((), np.float32), "zero"),
          numpy_helper.from_array(np.array([1, 1, 1], np.int64), "shape1")],
-    )  # fmt: skip
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
 
 
@@ -173,22 +173,22 @@ def onnx_simcc_pose(path: Path) -> None:
     outputs = []
     initialisers = [numpy_helper.from_array(np.array([1, 3], np.int64), "flat_shape")]
     nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-             helper.make_node("Reshape", ["pooled", "flat_shape"], ["features"])]  # fmt: skip
+             helper.make_node("Reshape", ["pooled", "flat_shape"], ["features"])]
     for axis, bins, where in (("x", 2 * POSE_W, x_bins), ("y", 2 * POSE_H, y_bins)):
         bias = np.zeros((K, bins), np.float32)
         bias[np.arange(K), where] = score
         weight = (rng.standard_normal((3, K * bins)) * 1e-4).astype(np.float32)
         initialisers += [numpy_helper.from_array(weight, f"w_{axis}"),
                          numpy_helper.from_array(bias.reshape(1, -1), f"b_{axis}"),
-                         numpy_helper.from_array(np.array([1, K, bins], np.int64), f"shape_{axis}")]  # fmt: skip
+                         numpy_helper.from_array(np.array([1, K, bins], np.int64), f"shape_{axis}")]
         nodes += [helper.make_node("MatMul", ["features", f"w_{axis}"], [f"mm_{axis}"]),
                   helper.make_node("Add", [f"mm_{axis}", f"b_{axis}"], [f"sum_{axis}"]),
-                  helper.make_node("Reshape", [f"sum_{axis}", f"shape_{axis}"], [f"simcc_{axis}"])]  # fmt: skip
+                  helper.make_node("Reshape", [f"sum_{axis}", f"shape_{axis}"], [f"simcc_{axis}"])]
         outputs.append(helper.make_tensor_value_info(f"simcc_{axis}", TensorProto.FLOAT, [1, K, bins]))
     graph = helper.make_graph(
         nodes, "dwpose_tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, POSE_H, POSE_W])],
         outputs, initialisers,
-    )  # fmt: skip
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
 
 
@@ -268,7 +268,7 @@ def test_prepare_data_with_the_paper_estimators_writes_a_valid_dataset(tmp_path)
     out = tmp_path / "dataset"
     assert cli(["convert", str(videos), str(out), "--estimator", f"pose=dwpose:{models / 'dwpose'}",
                 "--estimator", f"depth=depth-anything:{models / 'depth-anything'}",
-                "--estimator", f"normal=marigold:{models / 'marigold'}"]) == 0  # fmt: skip
+                "--estimator", f"normal=marigold:{models / 'marigold'}"]) == 0
     report = validate_dataset(out)
     assert report.ok, report.summary()
     item = ClipDataset(out, num_frames=F)[0]
@@ -290,6 +290,6 @@ def test_missing_model_folder_names_it_and_downloads_nothing(tmp_path, monkeypat
         resolve_model(pinned, "marigold")
     calls = []
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, revision: calls.append((repo, revision))
-                        or str(tmp_path))  # fmt: skip
+                        or str(tmp_path))
     assert resolve_model(pinned, "marigold", allow_download=True) == tmp_path
     assert calls == [("prs-eth/marigold-normals-v1-1", "0" * 40)]

@@ -32,7 +32,7 @@ def _sample(nodes, model, frames: int = 2, **overrides):
         geometry_model=model, reference=torch.rand(1, 64, 40, 3), width=W, height=H, steps=2, seed=1,
         cfg_rgb=3.5, cfg_normal=2.5, cfg_depth=3.5,
         pose_keypoint=to_pose_keypoint(sample_dance(frames, W, H)),
-    )  # fmt: skip
+    )
     inputs.update(overrides)
     return _run(nodes.DreamDancePoseToGeometry, **inputs)
 
@@ -128,11 +128,11 @@ def test_reference_and_keypoints_are_fitted_alike(nodes, monkeypatch, canvas, mo
                     clip_vision="(none)", precision="fp32", keep_loaded=False)
     image, pose = dotted_reference(CANVASES[canvas])
     *_, pose_images = _sample(nodes, model, reference=torch.from_numpy(image)[None] / 255.0, width=OUTPUT[0],
-                              height=OUTPUT[1], pose_keypoint=to_pose_keypoint(pose), fit=mode)  # fmt: skip
+                              height=OUTPUT[1], pose_keypoint=to_pose_keypoint(pose), fit=mode)
     assert seen["reference"].shape == (1, 3, OUTPUT[1], OUTPUT[0])
     assert torch.equal(pose_images, ((seen["poses"] + 1) / 2).permute(0, 2, 3, 1))  # the maps Stage 1 saw
     assert_joints_on_dots(to_uint8(seen["reference"])[0], to_uint8(seen["poses"])[0],
-                          expect_edge_joint=mode == "pad" or canvas == "equal")  # fmt: skip
+                          expect_edge_joint=mode == "pad" or canvas == "equal")
 
 
 def test_fit_then_scheduler_are_the_last_inputs_with_their_defaults(nodes):

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "train" / "accelerate"
 TINY = ["--tiny", "true", "--width", "32", "--height", "48", "--num_frames", "2", "--learning_rate", "1e-3",
         "--lr_warmup_steps", "0", "--max_train_steps", "2", "--validation_steps", "0", "--checkpointing_steps", "0",
-        "--gradient_checkpointing", "true", "--seed", "0"]  # fmt: skip
+        "--gradient_checkpointing", "true", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def launch(config: str, launcher: list[str], script: str, script_args: list[str]
     """``accelerate launch --config_file train/accelerate/<config> <launcher> train/<script> <tiny run>``; its logs."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config), *launcher,
                str(ROOT / "train" / script), *TINY, *script_args, "--train_data_dir", str(data),
-               "--output_dir", str(out)]  # fmt: skip
+               "--output_dir", str(out)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -51,7 +51,7 @@ def test_the_configs_are_accelerate_configs():
     from accelerate.commands.config.config_args import load_config_from_file
 
     kinds = {name: load_config_from_file(str(CONFIGS / f"{name}.yaml")) for name in
-             ("one_gpu", "ddp", "fsdp", "deepspeed_zero2")}  # fmt: skip
+             ("one_gpu", "ddp", "fsdp", "deepspeed_zero2")}
     assert {n: c.distributed_type.value for n, c in kinds.items()} == {
         "one_gpu": "NO", "ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED"}
     assert {c.mixed_precision for c in kinds.values()} == {"bf16"}

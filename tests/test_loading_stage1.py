@@ -69,7 +69,7 @@ def test_image_encoder_of_the_wrong_width_is_refused(weights, tmp_path):
     root = weights[0]
     wide = CLIPVisionModelWithProjection(CLIPVisionConfig(
         image_size=224, patch_size=14, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-        num_attention_heads=4, projection_dim=48))  # fmt: skip
+        num_attention_heads=4, projection_dim=48))
     write_clip_vision_folder(tmp_path / "wide", wide)
     with pytest.raises(WeightFileError, match="projects to 48"):
         load_geometry_pipeline(root / "stage1", root / "sd15", tmp_path / "wide")

@@ -30,7 +30,6 @@ from dreamdance_core.loading.clip_vision import (
     image_tower,
     load_clip_image_encoder,
 )
-from dreamdance_core.weights import WeightFileError
 from dreamdance_core.loading.sd15 import load_sd15_unet, load_sd15_vae
 from dreamdance_core.loading.stage1 import load_geometry_pipeline
 from dreamdance_core.loading.svd import (
@@ -39,6 +38,7 @@ from dreamdance_core.loading.svd import (
     load_svd_single_file,
     svd_single_file_state_dict,
 )
+from dreamdance_core.weights import WeightFileError
 from tests.tiny_sd15 import (
     state_dicts_equal,
     tiny_clip_vision,
@@ -213,7 +213,7 @@ def test_full_clip_loads_its_image_tower_like_transformers(form, full_clip, tmp_
         shutil.copy(full_clip / "model.safetensors", single)
         if form == "file-old-buffers":  # older transformers saved both towers' position_ids
             rewrite_safetensors(single, lambda t: {**with_position_ids(t), "text_model.embeddings.position_ids":
-                                                   torch.arange(16)[None]})  # fmt: skip
+                                                   torch.arange(16)[None]})
         ours = load_clip_image_encoder(single, config=full_clip)
     theirs = CLIPVisionModelWithProjection.from_pretrained(full_clip).eval()
     assert state_dicts_equal(ours.state_dict(), theirs.state_dict())
@@ -226,7 +226,7 @@ def test_real_openai_clip_l14_layout_is_detected_as_vit_l14():
     """openai/clip-vit-large-patch14's model.safetensors, as weightless tensors of its real shapes and names."""
     vision = CLIPModel.config_class.sub_configs["vision_config"].from_pretrained(CLIP_VISION_CONFIGS / "vit_l14")
     text = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
-                vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu")  # fmt: skip
+                vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu")
     config = CLIPConfig(text_config=text, vision_config=vision.to_dict(), projection_dim=768)
     with torch.device("meta"):
         full = CLIPModel(config)
@@ -255,7 +255,7 @@ def test_stage1_projection_mismatch_names_the_file_and_the_right_encoder(sd15, t
 
     vit_h_like = CLIPVisionModelWithProjection(CLIPVisionConfig(
         image_size=224, patch_size=14, hidden_size=40, intermediate_size=37, num_hidden_layers=1,
-        num_attention_heads=4, projection_dim=1024))  # fmt: skip
+        num_attention_heads=4, projection_dim=1024))
     folder = write_clip_vision_folder(tmp_path / "clip_vision_h", vit_h_like)
     message = _error(load_geometry_pipeline, None, sd15["stock"], folder)
     assert str(folder) in message and "projects to 1024 dims" in message and "takes 32" in message
@@ -286,7 +286,7 @@ def fp16_svd_folder(svd, tmp_path_factory):
 def test_fp16_only_folder_has_the_hub_file_names(fp16_svd_folder):
     names = sorted(p.relative_to(fp16_svd_folder).as_posix() for p in fp16_svd_folder.rglob("*.safetensors"))
     assert names == ["image_encoder/model.fp16.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-                     "vae/diffusion_pytorch_model.fp16.safetensors"]  # fmt: skip
+                     "vae/diffusion_pytorch_model.fp16.safetensors"]
 
 
 @pytest.mark.parametrize("dtype", [None, torch.float16])
@@ -315,7 +315,7 @@ def test_comfyui_saved_svd_file_loads(svd, tmp_path):
     pixels = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(loaded.image_encoder(pixel_values=pixels).image_embeds,
-                           svd.image_encoder(pixel_values=pixels).image_embeds)  # fmt: skip
+                           svd.image_encoder(pixel_values=pixels).image_embeds)
 
 
 _COMFY_SCRIPT = textwrap.dedent("""
@@ -349,7 +349,7 @@ def _comfyui(mode: str, source: Path, target: Path) -> dict[str, torch.Tensor]:
     if not (install.python.is_file() and (install.comfy_dir / "comfy" / "supported_models.py").is_file()):
         pytest.skip(f"no ComfyUI at {install.comfy_dir} (scripts/setup_comfyui.sh installs one)")
     done = subprocess.run([str(install.python), "-c", _COMFY_SCRIPT, str(install.comfy_dir), mode, str(source),
-                           str(target)], capture_output=True, text=True, timeout=300)  # fmt: skip
+                           str(target)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return load_file(str(target))
 
@@ -362,7 +362,7 @@ def test_comfyui_peer_saves_and_reads_svd_image_encoders_as_we_do(svd, tmp_path)
                 if k.startswith("model.diffusion_model.")},
              **{"vae." + k[len("first_stage_model."):]: v for k, v in original.items()
                 if k.startswith("first_stage_model.")},
-             **{"clip_vision." + k: v.contiguous() for k, v in svd.image_encoder.state_dict().items()}}  # fmt: skip
+             **{"clip_vision." + k: v.contiguous() for k, v in svd.image_encoder.state_dict().items()}}
     save_file(parts, str(tmp_path / "parts.safetensors"))
     saved = _comfyui("save", tmp_path / "parts.safetensors", tmp_path / "comfyui_saved.safetensors")
     assert state_dicts_equal(saved, comfyui_svd_layout(svd))
@@ -442,7 +442,7 @@ def test_svd_file_is_read_tensor_by_tensor_into_weightless_models(svd, tmp_path,
 
 def test_sd15_file_given_as_svd_is_refused_from_its_header(sd15, tmp_path, reads):
     path = write_ldm_single_file(tmp_path / "checkpoints" / "v1-5-pruned-emaonly.safetensors", sd15["unet"],
-                                 sd15["vae"])  # fmt: skip
+                                 sd15["vae"])
     message = _error(load_svd_single_file, path)
     assert reads == []
     assert str(path) in message and "Stable Diffusion 1.x checkpoint" in message
@@ -471,8 +471,17 @@ def test_file_without_a_unet_is_refused_from_its_header(svd, tmp_path, reads):
 def test_real_size_svd_headers_pass_the_header_checks(layout):
     """The real SVD-XT 1.1 architecture (shipped configs), weightless: Stability's and ComfyUI's key sets and shapes
     pass every check the loader makes before reading (here without a file: the same checks on meta tensors)."""
-    from dreamdance_core.loading.svd import SVD_CONFIG_DIR, _check_is_svd, _clip_key_map, _plan, build_svd_models
-    from dreamdance_core.loading.svd import UNET_PREFIX, VAE_PREFIX, _unet_key_map, _vae_key_map
+    from dreamdance_core.loading.svd import (
+        SVD_CONFIG_DIR,
+        UNET_PREFIX,
+        VAE_PREFIX,
+        _check_is_svd,
+        _clip_key_map,
+        _plan,
+        _unet_key_map,
+        _vae_key_map,
+        build_svd_models,
+    )
 
     real = weights.build_empty(lambda: build_svd_models(SVD_CONFIG_DIR))
     header = svd_single_file_state_dict(real) if layout == "stability" else comfyui_svd_layout(real)
@@ -482,6 +491,6 @@ def test_real_size_svd_headers_pass_the_header_checks(layout):
     _check_is_svd(header, "svd_xt_1_1.safetensors")
     for model, prefix, key_map in ((real.unet, UNET_PREFIX, _unet_key_map(real.unet)),
                                    (real.vae, VAE_PREFIX, _vae_key_map(real.vae)),
-                                   (real.image_encoder, CLIP_PREFIX, _clip_key_map(header))):  # fmt: skip
+                                   (real.image_encoder, CLIP_PREFIX, _clip_key_map(header))):
         plan = _plan(model, header, prefix, key_map, "svd_xt_1_1.safetensors")
         assert len(plan) == len(model.state_dict())

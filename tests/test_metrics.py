@@ -7,9 +7,15 @@ import torch
 
 from dreamdance_core.geometry import depth_to_image, image_to_depth, normal_to_image
 from dreamdance_core.metrics import (
-    NORMAL_FOREGROUND_THRESHOLD, MetricInputError, depth_abs_rel, normal_angular_error, normal_foreground, psnr,
-    silhouette_iou, ssim,
-)  # fmt: skip
+    NORMAL_FOREGROUND_THRESHOLD,
+    MetricInputError,
+    depth_abs_rel,
+    normal_angular_error,
+    normal_foreground,
+    psnr,
+    silhouette_iou,
+    ssim,
+)
 from dreamdance_core.synthetic import render_sample
 
 

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +16,16 @@ import pytest
 import torch
 
 from dreamdance_core import modalities
-from dreamdance_core.dataset import DEPTH, NORMAL, POSE, ClipDataset, ImageCodec, frame_path, read_clip, validate_dataset
+from dreamdance_core.dataset import (
+    DEPTH,
+    NORMAL,
+    POSE,
+    ClipDataset,
+    ImageCodec,
+    frame_path,
+    read_clip,
+    validate_dataset,
+)
 from dreamdance_core.synthetic import generate_dataset
 from tests import fourth_modality
 from tests.node_stubs import comfy_stubs, import_pack_module  # noqa: F401  (comfy_stubs: a fixture)
@@ -139,14 +147,14 @@ def _chain(entries, start=None):
     maps = start
     for image, modality, strength in entries:
         (maps,) = _run(control.DreamDanceControlMap, image=image, modality=modality, strength=strength,
-                       control_maps=maps)  # fmt: skip
+                       control_maps=maps)
     return maps
 
 
 def _tiny_model():
     video = import_pack_module("nodes.video")
     (model,) = _run(video.DreamDanceVideoModelLoader, stage2_weights="(tiny random demo)", svd_checkpoint="(none)",
-                    precision="fp32", keep_loaded=False)  # fmt: skip
+                    precision="fp32", keep_loaded=False)
     randomize_(model.controlnet.controlnet_down_blocks, scale=0.05)  # make the control path matter
     randomize_(model.controlnet.controlnet_mid_block, scale=0.05)
     return model
@@ -158,7 +166,7 @@ def _animate(model, **overrides):
         video_model=model, reference=REFERENCE, width=W, height=H, steps=2, seed=3, min_cfg=1.0, max_cfg=2.5, fps=7,
         motion_bucket_id=127, noise_aug_strength=0.02, strength=1.0, pose_strength=1.0, depth_strength=1.0,
         normal_strength=1.0, decode_chunk_size=2,
-    )  # fmt: skip
+    )
     inputs.update(overrides)
     return _run(video.DreamDanceAnimate, **inputs)[0]
 
@@ -180,12 +188,12 @@ def test_the_list_gives_the_video_animates_own_inputs_give(comfy_stubs):
     model = _tiny_model()
     own = _animate(model, pose_images=POSE_IMAGES, depth=DEPTH_IMAGES, normal=NORMAL_IMAGES, depth_strength=0.5)
     listed = _animate(model, control_maps=_chain([(POSE_IMAGES, "pose", 1.0), (DEPTH_IMAGES, "depth", 0.5),
-                                                  (NORMAL_IMAGES, "normal", 1.0)]))  # fmt: skip
+                                                  (NORMAL_IMAGES, "normal", 1.0)]))
     mixed = _animate(model, pose_images=POSE_IMAGES, depth_strength=0.5,
                      control_maps=_chain([(NORMAL_IMAGES, "normal", 1.0), (DEPTH_IMAGES, "depth", 0.5)]))
     assert torch.equal(own, listed) and torch.equal(own, mixed)
     assert not torch.equal(own, _animate(model, control_maps=_chain([(POSE_IMAGES, "pose", 1.0),
-                                         (DEPTH_IMAGES, "depth", 1.0), (NORMAL_IMAGES, "normal", 1.0)])))  # fmt: skip
+                                         (DEPTH_IMAGES, "depth", 1.0), (NORMAL_IMAGES, "normal", 1.0)])))
     with pytest.raises(ValueError, match=r"\['depth'\].*more than once"):
         _animate(model, depth=DEPTH_IMAGES, control_maps=_chain([(DEPTH_IMAGES, "depth", 1.0)]))
 
@@ -219,7 +227,7 @@ def test_saved_animate_nodes_still_validate_and_run(comfy_stubs):
     inputs = {**spec["required"], **spec["optional"]}
     widgets = [n for n, s in inputs.items() if isinstance(s[0], (list, tuple)) or s[0] in WIDGET_TYPES]
     saved = [n for p in sorted((REPO / "workflows").glob("*.json")) for n in json.loads(p.read_text())["nodes"]
-             if n["type"] == "DreamDanceAnimate"]  # fmt: skip
+             if n["type"] == "DreamDanceAnimate"]
     assert saved, "no shipped workflow holds DreamDance Animate"
     runs = set()
     for node in saved:
@@ -262,7 +270,7 @@ def test_a_fourth_modality_is_prepared_generated_trained_and_sampled(fourth, pac
     write_pose(videos / "a.json", 4)
     prepared = tmp_path / "prepared"
     argv = ["convert", str(videos), str(prepared), "--modalities", *FOUR, "--estimator",
-            "depth=tests.fourth_modality:ramp_depth"]  # fmt: skip
+            "depth=tests.fourth_modality:ramp_depth"]
     assert prepare_data.main(prepare_data.parse_args(argv)) == 0
     assert validate_dataset(prepared, maps=[fourth.codec]).ok
     stored = read_clip(prepared / "a", maps={"silhouette": fourth.codec}).maps["silhouette"]
@@ -274,15 +282,15 @@ def test_a_fourth_modality_is_prepared_generated_trained_and_sampled(fourth, pac
     generate_dataset(data, num_videos=2, num_frames=2, width=W, height=H, seed=0, modalities=["silhouette"])
     mask = cv2.imread(str(frame_path(data / "synth_00000", "mask", 0)), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(cv2.imread(str(frame_path(data / "synth_00000", "silhouette", 0)), cv2.IMREAD_UNCHANGED),
-                          mask)  # fmt: skip
+                          mask)
 
     # 3. train/stage2.py, unchanged, with the plug-in named in the environment
     out = tmp_path / "run"
     env = {**ENV, modalities.PLUGIN_ENVIRONMENT: "tests.fourth_modality:register_modalities",
-           "PYTHONPATH": os.pathsep.join([str(REPO), ENV.get("PYTHONPATH", "")])}  # fmt: skip
+           "PYTHONPATH": os.pathsep.join([str(REPO), ENV.get("PYTHONPATH", "")])}
     command = [sys.executable, "train/stage2.py", "--config", "train/configs/stage2_tiny.yaml", "--train_data_dir",
                str(data), "--output_dir", str(out), "--modalities", *FOUR, "--max_train_steps", "2",
-               "--checkpointing_steps", "0", "--validation_steps", "2"]  # fmt: skip
+               "--checkpointing_steps", "0", "--validation_steps", "2"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(read_losses(out)) == 2 and all(np.isfinite(read_losses(out)))

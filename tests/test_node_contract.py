@@ -9,7 +9,7 @@ from tests.node_stubs import comfy_stubs, import_pack  # noqa: F401  (comfy_stub
 EXPECTED = {
     "DreamDanceGeometryModelLoader", "DreamDanceWindowOptions", "DreamDancePoseToGeometry", "DreamDanceGeometryPreview",
     "DreamDanceVideoModelLoader", "DreamDanceAnimate", "DreamDanceControlMap",
-}  # fmt: skip
+}
 
 
 def test_node_contract(comfy_stubs):

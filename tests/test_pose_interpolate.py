@@ -54,7 +54,7 @@ def test_person_missing_in_a_key():
     ([0], 10, "one frame index per key pose"),
     ([0.5, 2], 10, "whole numbers"),
     ([0, 1], 0, "num_frames must be"),
-])  # fmt: skip
+])
 def test_bad_keyframes(key_frames, num_frames, message):
     with pytest.raises(PoseError, match=message):
         interpolate_keyframes(sample_dance(2), key_frames, num_frames)

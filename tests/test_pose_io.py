@@ -10,9 +10,18 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dreamdance_core.pose import (
-    MAX_PEOPLE, PoseError, PoseSequence, from_pose_keypoint, load_pose_file, parse_pose_json, sample_dance,
-    to_openpose_frames, to_pose_keypoint, write_openpose_files, write_pose_file,
-)  # fmt: skip
+    MAX_PEOPLE,
+    PoseError,
+    PoseSequence,
+    from_pose_keypoint,
+    load_pose_file,
+    parse_pose_json,
+    sample_dance,
+    to_openpose_frames,
+    to_pose_keypoint,
+    write_openpose_files,
+    write_pose_file,
+)
 from dreamdance_core.pose.schema import BODY25_TO_BODY18
 
 
@@ -113,7 +122,7 @@ def test_openpose_program_file_body25_without_canvas(tmp_path):
         "version": 1.3,
         "people": [{"person_id": [-1], "pose_keypoints_2d": _body25_person(body), "face_keypoints_2d": [],
                     "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": [], "pose_keypoints_3d": []}],
-    }  # fmt: skip
+    }
     (tmp_path / "video_000000000000_keypoints.json").write_text(json.dumps(frame))
     seq = load_pose_file(tmp_path / "video_000000000000_keypoints.json", canvas=(640, 480))
     assert seq.canvas == (640, 480)
@@ -151,7 +160,7 @@ def test_nan_and_negative_confidence_are_cleaned():
     body[3] = [np.nan, 5, 1]
     body[4] = [7, 8, -0.5]
     text = json.dumps([{"people": [{"pose_keypoints_2d": body.reshape(-1).tolist()}], "canvas_width": 100,
-                        "canvas_height": 100}])  # fmt: skip
+                        "canvas_height": 100}])
     seq = parse_pose_json(text)  # json allows NaN tokens
     assert seq.body[0, 0, 3].tolist() == [0, 0, 0]
     assert seq.body[0, 0, 4].tolist() == [7, 8, 0]

@@ -7,8 +7,13 @@ import pytest
 
 from dreamdance_core.pose import PoseError, PoseSequence, RenderStyle, render_poses, sample_dance
 from dreamdance_core.pose.schema import (
-    BODY_BONES, BODY_COLORS, BODY_NAMES, BONE_COLOR_FACTOR, FACE_POINT_COLOR, HAND_POINT_COLOR,
-)  # fmt: skip
+    BODY_BONES,
+    BODY_COLORS,
+    BODY_NAMES,
+    BONE_COLOR_FACTOR,
+    FACE_POINT_COLOR,
+    HAND_POINT_COLOR,
+)
 
 NECK, R_SHOULDER, R_ELBOW = (BODY_NAMES.index(n) for n in ("neck", "right_shoulder", "right_elbow"))
 
@@ -81,7 +86,7 @@ def test_every_frame_is_rendered():
     ({"width": -4, "height": 10}, "positive whole numbers"),
     ({"fit": "cover"}, "fit must be"),
     ({"style": RenderStyle(confidence_threshold=float("nan"))}, "finite"),
-])  # fmt: skip
+])
 def test_bad_render_arguments(kwargs, message):
     with pytest.raises(PoseError, match=message):
         render_poses(_one_person(), **kwargs)

@@ -44,7 +44,7 @@ def test_bone_lengths_follow_the_reference_and_directions_the_driving_pose():
     result = retarget(driving, reference)
     assert result.canvas == reference.canvas and result.people.all()
     np.testing.assert_allclose(bone_lengths(result.body[:, 0]), np.broadcast_to(bone_lengths(reference.body[0, 0]),
-                               (30, 17)), atol=1e-6)  # fmt: skip
+                               (30, 17)), atol=1e-6)
     cosines = (_directions(result.body[:, 0]) * _directions(driving.body[:, 0])).sum(-1)
     np.testing.assert_allclose(cosines, 1.0, atol=1e-9)
     np.testing.assert_allclose(result.body[0, 0, NECK, :2], reference.body[0, 0, NECK, :2], atol=1e-9)
@@ -113,7 +113,7 @@ def test_hands_and_face_move_with_their_joints():
     ({"missing": "crash"}, "missing must be"),
     ({"alignment": "affine"}, "alignment must be"),
     ({"reference_person": 3}, "does not exist"),
-])  # fmt: skip
+])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(PoseError, match=message):
         retarget(sample_dance(2), _reference(), **kwargs)

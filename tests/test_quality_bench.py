@@ -44,7 +44,7 @@ def test_the_table_has_every_row_and_column(run):
         "reference repeated", "flat silhouette", "Stage 1", "Stage 1, geometry attention off",
         "Stage 1, one CFG scale (3.5)", "Stage 2 (exact geometry)", "Stage 2, pose dropped", "Stage 2, depth dropped",
         "Stage 2, normal dropped", "Stage 1 → Stage 2",
-    ]  # fmt: skip
+    ]
     assert list(rows) == expected == list(results)
     for name in quality.BASELINES:  # baselines measure everything
         assert all(re.fullmatch(r"-?\d+\.\d+", c) for c in rows[name]), rows[name]

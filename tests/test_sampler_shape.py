@@ -42,13 +42,13 @@ def cases():
     poses = torch.rand(3, 3, 32, 24, generator=g) * 2 - 1
     components = tiny_components()
     video = VideoPipeline(components, randomize_(tiny_controller(), seed=21, scale=0.1),
-                          randomize_(tiny_controlnet(components.unet), seed=22, scale=0.1))  # fmt: skip
+                          randomize_(tiny_controlnet(components.unet), seed=22, scale=0.1))
     return {
         "stage1": (sample_geometry, Stage1Options, geometry, torch.rand(1, 3, 32, 24, generator=g) * 2 - 1, poses,
                    dict(steps=3, seed=5)),
         "stage2": (sample_stage2, Stage2Options, video, reference_image(16, 16), Stage2Inputs(control_maps(3, 16, 16)),
                    dict(width=16, height=16, num_frames=3, steps=3, max_cfg=2.5, decode_chunk_size=3, seed=5)),
-    }  # fmt: skip
+    }
 
 
 def run(sampler, pipeline, reference, inputs, options, callback=None):
@@ -225,16 +225,16 @@ def test_a_workflow_saved_before_the_scheduler_inputs_loads_and_runs(comfy_stubs
 
     node = geometry.DreamDanceGeometryModelLoader()
     (model,) = node.load(stage1_weights="(tiny random demo)", base_checkpoint="(none)", clip_vision="(none)",
-                         precision="fp32", keep_loaded=False)  # fmt: skip
+                         precision="fp32", keep_loaded=False)
     small = {**widgets(stage1_inputs), "width": 32, "height": 48}  # the saved settings at a tiny size
     depth, normal, _, poses = geometry.DreamDancePoseToGeometry().generate(
         geometry_model=model, reference=torch.rand(1, 48, 32, 3),
         pose_keypoint=to_pose_keypoint(sample_dance(2, 32, 48)), **small,
-    )  # fmt: skip
+    )
     assert depth.shape == (2, 48, 32, 3) and torch.isfinite(depth).all()
     (video_model,) = video.DreamDanceVideoModelLoader().load(
         stage2_weights="(tiny random demo)", svd_checkpoint="(none)", precision="fp32", keep_loaded=False)
     small = {**widgets(stage2_inputs), "width": 32, "height": 48, "steps": 2}
     (out,) = video.DreamDanceAnimate().animate(video_model=video_model, reference=torch.rand(1, 48, 32, 3),
-                                               pose_images=poses, depth=depth, normal=normal, **small)  # fmt: skip
+                                               pose_images=poses, depth=depth, normal=normal, **small)
     assert out.shape == (2, 48, 32, 3) and torch.isfinite(out).all()

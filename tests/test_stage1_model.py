@@ -223,7 +223,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
             torch.randn(batch, 4, 8, 8, generator=g), torch.tensor(500), torch.randn(batch, 1, 32, generator=g),
             model.encode_pose(torch.randn(batch, 3, 64, 64, generator=g)), torch.arange(m).repeat_interleave(f).repeat(groups),
             num_modalities=m, num_frames=f, reference=reference, reference_index=torch.tensor([0, -1]).repeat_interleave(m * f),
-        )  # fmt: skip
+        )
         out.square().mean().backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dreamdance_core.weights import WeightFileError
 from dreamdance_core.loading.svd import (
     CLIP_PREFIX,
     SVD_CONFIG_DIR,
@@ -21,6 +20,7 @@ from dreamdance_core.loading.svd import (
     svd_single_file_state_dict,
     unet_original_key,
 )
+from dreamdance_core.weights import WeightFileError
 from tests.tiny_svd import (
     randomize_,
     save_diffusers_folder,

@@ -129,7 +129,7 @@ def test_with_geometry_attention_every_modality_feature_depends_on_all_modalitie
     base = maps()
     with torch.no_grad():
         reference = controller.encode(base)  # [f, m, c, h, w]
-        for changed_index, name in enumerate(controller.modalities):
+        for name in controller.modalities:
             changed = dict(base, **{name: -base[name]})
             features = controller.encode(changed)
             for index in range(len(controller.modalities)):
@@ -218,7 +218,7 @@ def test_controlnet_gradient_checkpointing_gives_the_same_gradients():
         g = torch.Generator().manual_seed(0)
         sample = torch.randn(1, 2, 8, 8, 8, generator=g)
         down, mid = controlnet(sample, torch.tensor(10.0), torch.randn(1, 1, 32, generator=g), torch.randn(1, 3, generator=g),
-                               controlnet_cond=torch.randn(2, 32, 8, 8, generator=g), return_dict=False)  # fmt: skip
+                               controlnet_cond=torch.randn(2, 32, 8, 8, generator=g), return_dict=False)
         (sum(d.square().mean() for d in down) + mid.square().mean()).backward()
         return torch.cat([p.grad.flatten() for p in controlnet.parameters() if p.grad is not None])
 

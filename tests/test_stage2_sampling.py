@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from dreamdance_core.models.controller import ControlMapError
-from dreamdance_core.sampling.stage2 import SVDComponents, Stage2InputError, Stage2Options, decode_latents
+from dreamdance_core.sampling.stage2 import Stage2InputError, Stage2Options, SVDComponents, decode_latents
 from dreamdance_core.sampling.windows import WindowOptions
 from tests.stage2_helpers import Control, sample
 from tests.tiny_svd import (

@@ -72,7 +72,7 @@ def pipeline_frames(pipeline, image: PIL.Image.Image, opts: Stage2Options, vae_s
             fps=opts.fps, motion_bucket_id=opts.motion_bucket_id, noise_aug_strength=opts.noise_aug_strength,
             decode_chunk_size=opts.decode_chunk_size, generator=torch.Generator().manual_seed(opts.seed),
             latents=latents, output_type="pt",
-        ).frames[0]  # fmt: skip
+        ).frames[0]
     return frames * 2.0 - 1.0  # the pipeline's 0..1 (denormalised and clamped) -> ours
 
 
@@ -146,7 +146,7 @@ def test_each_scheduler_choice_gives_the_pipelines_video_with_that_scheduler(par
 
     peer = StableVideoDiffusionPipeline(vae=parts.vae, image_encoder=parts.image_encoder, unet=parts.unet,
                                         scheduler=stage2_scheduler(name, parts.scheduler_config),
-                                        feature_extractor=CLIPImageProcessor())  # fmt: skip
+                                        feature_extractor=CLIPImageProcessor())
     image, opts = pil_reference(), options(scheduler=name)
     expected = pipeline_frames(peer, image, opts, (1, 3, H, W))
     torch.testing.assert_close(sample(parts, image, opts), expected, rtol=0, atol=1e-5)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dreamdance_core.pose.schema import BODY_NAMES
 from dreamdance_core.synthetic import (
     STYLES,
     Part,
@@ -17,7 +18,6 @@ from dreamdance_core.synthetic.camera import Camera, Intrinsics
 from dreamdance_core.synthetic.motion import MotionError
 from dreamdance_core.synthetic.raycast import Capsule, Ellipsoid, cast_image, cast_rays
 from dreamdance_core.synthetic.render import JOINT_OWNERS, Scene
-from dreamdance_core.pose.schema import BODY_NAMES
 from dreamdance_core.synthetic.skeleton import DOF_INDEX, DOF_LIMITS, DOFS
 
 # 63 x 63 pixels: the centre pixel (31, 31) looks straight down -z.

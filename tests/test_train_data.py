@@ -13,7 +13,7 @@ import pytest
 from dreamdance_core.dataset import ClipDataset, frame_path, validate_dataset, write_index
 from dreamdance_core.pose import PoseSequence, to_pose_keypoint
 from dreamdance_core.synthetic import generate_dataset
-from tests.test_train_stage1 import REPO, read_losses, run_stage1
+from tests.test_train_stage1 import read_losses, run_stage1
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_validate_reports_every_broken_item_with_its_path(prepare, broken_datase
 def test_training_stops_on_broken_data_with_policy_error(broken_dataset, tmp_path):
     root, broken = broken_dataset
     result = run_stage1("--train_data_dir", str(root), "--output_dir", str(tmp_path), "--data_policy", "error",
-                        "--check_images", "true", "--num_frames", "4", check=False)  # fmt: skip
+                        "--check_images", "true", "--num_frames", "4", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     for path in broken.values():
         assert str(path) in result.stderr
@@ -119,7 +119,7 @@ def test_unreadable_image_found_while_training_stops_with_policy_error(broken_da
     shutil.copytree(root, data)
     write_index(data, [broken["unreadable_image"].parents[1].name])  # passes the existence check, fails to decode
     result = run_stage1("--train_data_dir", str(data), "--output_dir", str(tmp_path / "run"), "--data_policy",
-                        "error", "--num_frames", "4", check=False)  # fmt: skip
+                        "error", "--num_frames", "4", check=False)
     assert result.returncode == 2
     assert str(data / broken["unreadable_image"].relative_to(root)) in result.stderr
 
@@ -127,12 +127,12 @@ def test_unreadable_image_found_while_training_stops_with_policy_error(broken_da
 def test_training_skips_broken_videos_with_policy_skip(broken_dataset, tmp_path):
     root, broken = broken_dataset
     good = (set(json.loads((root / "dataset.json").read_text())["videos"])
-            - {path.relative_to(root).parts[0] for path in broken.values()})  # fmt: skip
+            - {path.relative_to(root).parts[0] for path in broken.values()})
     # without --check_images the unreadable image is only met when its clip is read: skipped then
     result = run_stage1("--train_data_dir", str(root), "--output_dir", str(tmp_path), "--data_policy", "skip",
-                        "--num_frames", "4", "--max_train_steps", "3", "--validation_steps", "0")  # fmt: skip
+                        "--num_frames", "4", "--max_train_steps", "3", "--validation_steps", "0")
     for path in broken.values():
         assert str(path) in result.stderr  # every skipped item is named
     trained_on = {video for line in (tmp_path / "logs.jsonl").read_text().splitlines()
-                  for video in json.loads(line)["videos"]}  # fmt: skip
+                  for video in json.loads(line)["videos"]}
     assert trained_on == good and len(read_losses(tmp_path)) == 3

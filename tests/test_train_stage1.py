@@ -72,7 +72,7 @@ def three_steps(dataset, tmp_path_factory) -> dict[int, Path]:
     for step in (1, 2, 3):
         out = tmp_path_factory.mktemp(f"step{step}")
         run_stage1("--train_data_dir", str(dataset), "--output_dir", str(out), "--training_step", str(step),
-                   "--max_train_steps", "2", "--validation_steps", "2", *init)  # fmt: skip
+                   "--max_train_steps", "2", "--validation_steps", "2", *init)
         outputs[step] = out / "weights"
         init = ["--init_from", str(outputs[step])]
     return outputs
@@ -80,7 +80,7 @@ def three_steps(dataset, tmp_path_factory) -> dict[int, Path]:
 
 def test_help_runs_from_the_repo_root():
     result = subprocess.run([sys.executable, "train/stage1.py", "--help"], cwd=REPO, env=ENV, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--training_step" in result.stdout and "--resume_from_checkpoint" in result.stdout
 
@@ -101,7 +101,7 @@ def test_each_step_trains_exactly_its_parameters(three_steps, step):
 def test_steps_write_loadable_weights_and_validation_images(three_steps):
     import cv2
 
-    for step, weights in three_steps.items():
+    for weights in three_steps.values():
         model = GeometryDiffusionModel.from_pretrained(weights)  # strict: every key of every component
         assert sorted(p.name for p in weights.iterdir()) == sorted([*GeometryDiffusionModel.COMPONENTS, "scheduler"])
         image = cv2.imread(str(weights.parent / "validation" / "step-000002.png"))
@@ -113,7 +113,7 @@ def test_steps_write_loadable_weights_and_validation_images(three_steps):
 
 def test_training_loss_drops(dataset, tmp_path):
     run_stage1("--train_data_dir", str(dataset), "--output_dir", str(tmp_path), "--max_train_steps", "30",
-               "--validation_steps", "0", "--checkpointing_steps", "0")  # fmt: skip
+               "--validation_steps", "0", "--checkpointing_steps", "0")
     losses = read_losses(tmp_path)
     assert len(losses) == 30
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
@@ -127,7 +127,7 @@ def test_overfitting_one_clip_drives_the_loss_near_zero(tmp_path, prediction):
     generate_dataset(data, num_videos=1, num_frames=2, width=32, height=48, seed=1)
     run_stage1("--train_data_dir", str(data), "--output_dir", str(tmp_path / "run"), "--max_train_steps", "20",
                "--validation_steps", "0", "--checkpointing_steps", "0", "--fixed_noise", "true",
-               "--reference_dropout", "0", *prediction)  # fmt: skip
+               "--reference_dropout", "0", *prediction)
     losses = read_losses(tmp_path / "run")
     assert losses[-1] < 0.02 * losses[0], f"over-fitting one clip: loss {losses[0]:.4f} -> {losses[-1]:.4f}"
     schedule = GeometryDiffusionModel.from_pretrained(tmp_path / "run" / "weights").noise_schedule
@@ -135,7 +135,7 @@ def test_overfitting_one_clip_drives_the_loss_near_zero(tmp_path, prediction):
 
 
 RESUME_ARGS = ("--max_train_steps", "4", "--gradient_accumulation_steps", "2", "--checkpointing_steps", "2",
-               "--checkpoints_total_limit", "5", "--validation_steps", "0", "--lr_warmup_steps", "3")  # fmt: skip
+               "--checkpoints_total_limit", "5", "--validation_steps", "0", "--lr_warmup_steps", "3")
 
 # Runs train/stage1.py with safetensors' save_file patched to die half-way through writing checkpoint-4.
 DIE_WHILE_SAVING = """
@@ -217,7 +217,7 @@ def test_paper_configs_match_the_table(train_modules):
         assert (args.training_step, args.learning_rate, args.lr_warmup_steps, args.max_train_steps) == (step, lr, 500, 60000)
         assert (args.width, args.height, args.num_frames) == (256, 384, 16)
     args = parse_args(["--config", str(REPO / "train/configs/stage1_step1.yaml"), "--learning_rate", "1e-5",
-                       "--train_data_dir", "d", "--output_dir", "o", "--tiny", "true"])  # fmt: skip
+                       "--train_data_dir", "d", "--output_dir", "o", "--tiny", "true"])
     assert args.learning_rate == 1e-5 and args.tiny  # command line beats the config file
 
 

@@ -29,7 +29,7 @@ def run_stage2(*args: str) -> subprocess.CompletedProcess:
 def state(weights: Path) -> dict[str, torch.Tensor]:
     controller, controlnet = load_stage2_control(weights)  # strict
     return {**{f"controller.{k}": v for k, v in controller.state_dict().items()},
-            **{f"controlnet.{k}": v for k, v in controlnet.state_dict().items()}}  # fmt: skip
+            **{f"controlnet.{k}": v for k, v in controlnet.state_dict().items()}}
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def dataset(tmp_path_factory) -> Path:
 
 
 RESUME = ("--max_train_steps", "4", "--checkpointing_steps", "2", "--checkpoints_total_limit", "4",
-          "--validation_steps", "4", "--gradient_accumulation_steps", "2")  # fmt: skip
+          "--validation_steps", "4", "--gradient_accumulation_steps", "2")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_overfitting_one_clip_lowers_the_loss(tmp_path):
     generate_dataset(data, num_videos=1, num_frames=2, width=32, height=48, seed=1)
     run_stage2("--train_data_dir", str(data), "--output_dir", str(tmp_path / "run"), "--max_train_steps", "30",
                "--validation_steps", "0", "--checkpointing_steps", "0", "--fixed_noise", "true",
-               "--reference_dropout", "0", "--control_dropout", "0", "0", "0")  # fmt: skip
+               "--reference_dropout", "0", "--control_dropout", "0", "0", "0")
     losses = read_losses(tmp_path / "run")
     # only the ControlNet and controller learn (the tiny random SVD UNet is frozen), so the floor is not zero
     assert losses[-1] < 0.5 * losses[0], f"loss {losses[0]:.4f} -> {losses[-1]:.4f}"
@@ -111,7 +111,7 @@ def test_edm_conventions_match_svd_sampling(stage2):
 
 def test_paper_config(stage2):
     args = stage2.parse_args(["--config", str(REPO / "train/configs/stage2.yaml"), "--train_data_dir", "d",
-                              "--output_dir", "o", "--pretrained_svd", "svd.safetensors"])  # fmt: skip
+                              "--output_dir", "o", "--pretrained_svd", "svd.safetensors"])
     assert (args.learning_rate, args.max_train_steps, args.width, args.height, args.num_frames) == (2e-5, 50000, 512, 768, 16)
     with pytest.raises(ValueError, match="--pretrained_svd"):
         stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o"])
@@ -129,7 +129,7 @@ def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path, vae_t
                "--output_dir", str(base), "--width", "32", "--height", "48", "--clip_frames", "2", "--steps", "101",
                "--batch_size", "2", "--vae_channels", "32", "32", "--unet_channels", "32", "32",
                "--learning_rate", "2e-3", "--eval_data_dir", str(tmp_path / "eval"), "--vae_type", vae_type,
-               "--vae_blocks", "1", "1"]  # fmt: skip
+               "--vae_blocks", "1", "1"]
     generate_dataset(tmp_path / "eval", num_videos=1, num_frames=2, width=32, height=48, seed=1)
     subprocess.run(command, check=True, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     record = json.loads((base / "vae_training.json").read_text())
@@ -157,7 +157,7 @@ def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path, vae_t
     run_stage2("--tiny", "false", "--svd_pretraining", "true", "--pretrained_svd", str(base), "--train_data_dir",
                str(dataset), "--output_dir", str(pretrained), "--max_train_steps", "30", "--validation_steps", "30",
                "--checkpointing_steps", "0", "--fixed_noise", "true", "--reference_dropout", "0",
-               "--learning_rate", "2e-3")  # fmt: skip
+               "--learning_rate", "2e-3")
     after = load_svd_folder(pretrained / "weights")
     changed = [k for k, v in after.unet.state_dict().items() if not torch.equal(v, before.unet.state_dict()[k])]
     assert len(changed) > 0.9 * len(after.unet.state_dict())
@@ -171,7 +171,7 @@ def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path, vae_t
     controlled = tmp_path / "stage2"
     run_stage2("--tiny", "false", "--pretrained_svd", str(pretrained / "weights"), "--controller_channels", "8", "16",
                "--train_data_dir", str(dataset), "--output_dir", str(controlled), "--max_train_steps", "2",
-               "--validation_steps", "0", "--checkpointing_steps", "0")  # fmt: skip
+               "--validation_steps", "0", "--checkpointing_steps", "0")
     pipeline = load_video_pipeline(controlled / "weights", pretrained / "weights")
     assert all(torch.equal(v, after.unet.state_dict()[k]) for k, v in pipeline.components.unet.state_dict().items())
 
@@ -179,7 +179,7 @@ def test_an_svd_demo_base_is_pretrained_then_controlled(dataset, tmp_path, vae_t
 def test_svd_pretraining_refuses_control_weights(stage2):
     with pytest.raises(ValueError, match="--svd_pretraining"):
         stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o", "--pretrained_svd", "s",
-                           "--svd_pretraining", "true", "--init_from", "w"])  # fmt: skip
+                           "--svd_pretraining", "true", "--init_from", "w"])
 
 
 def test_svd_pretraining_resumes_exactly(dataset, tmp_path):
@@ -200,7 +200,7 @@ def test_ema_weights_are_the_average_of_the_training_trajectory(dataset, tmp_pat
     min(ema_decay, n / (n + 9)) at step n >= 2, step 1 copies), training itself is unchanged, and a resumed run
     continues the average exactly."""
     common = ("--train_data_dir", str(dataset), "--max_train_steps", "3", "--checkpointing_steps", "1",
-              "--checkpoints_total_limit", "3", "--validation_steps", "0")  # fmt: skip
+              "--checkpoints_total_limit", "3", "--validation_steps", "0")
     run_stage2(*common, "--output_dir", str(tmp_path / "raw"))
     ema_args = ("--use_ema", "true", "--ema_decay", "0.2")
     run_stage2(*common, *ema_args, "--output_dir", str(tmp_path / "ema"))
@@ -229,4 +229,4 @@ def test_ema_weights_are_the_average_of_the_training_trajectory(dataset, tmp_pat
 def test_ema_decay_out_of_range_is_a_clear_error(stage2):
     with pytest.raises(ValueError, match="--ema_decay"):
         stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o", "--tiny", "true", "--use_ema", "true",
-                           "--ema_decay", "1.5"])  # fmt: skip
+                           "--ema_decay", "1.5"])

@@ -24,7 +24,7 @@ def test_vae_trainer_writes_a_base_the_stage1_loader_accepts_and_learns(tmp_path
                "--output_dir", str(tmp_path / "base"), "--width", "32", "--height", "48", "--steps", "101",
                "--batch_size", "6", "--vae_channels", "16", "16", "--learning_rate", "2e-3", "--latent_channels", "8",
                "--unet_channels", "32", "32", "--unet_first_attention_level", "1",
-               "--eval_data_dir", str(tmp_path / "eval")]  # fmt: skip
+               "--eval_data_dir", str(tmp_path / "eval")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     record = json.loads((tmp_path / "base" / "vae_training.json").read_text())

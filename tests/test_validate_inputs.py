@@ -15,7 +15,7 @@ from tests.node_stubs import comfy_stubs, import_pack_module  # noqa: F401  (com
 NAN, INF = math.nan, math.inf
 MODULES = ("nodes.pose", "nodes.geometry", "nodes.video", "nodes.control")
 SAMPLE = json.dumps([{"people": [{"pose_keypoints_2d": [10.0, 20.0, 1.0] * 18}], "canvas_width": 64,
-                      "canvas_height": 96}] * 3)  # fmt: skip
+                      "canvas_height": 96}] * 3)
 
 
 def _node(name: str):

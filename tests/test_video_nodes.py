@@ -42,7 +42,7 @@ def _animate(nodes, model, **overrides):
         max_cfg=2.5, fps=7, motion_bucket_id=127, noise_aug_strength=0.02, strength=1.0, pose_strength=1.0,
         depth_strength=1.0, normal_strength=1.0, decode_chunk_size=2,
         pose_images=POSE, depth=DEPTH, normal=NORMAL,
-    )  # fmt: skip
+    )
     inputs.update(overrides)
     return _run(nodes.DreamDanceAnimate, **inputs)[0]
 
@@ -166,10 +166,10 @@ def test_reference_and_maps_are_fitted_alike(nodes, monkeypatch, canvas, mode):
     image, pose = dotted_reference(CANVASES[canvas])
     pose_map = render_poses(pose, style=RenderStyle(joint_radius=DOT // 2))  # on the canvas, joints as big as dots
     _animate(nodes, _demo(nodes), reference=torch.from_numpy(image)[None] / 255.0, width=OUTPUT[0], height=OUTPUT[1],
-             pose_images=torch.from_numpy(pose_map) / 255.0, depth=None, normal=None, fit=mode)  # fmt: skip
+             pose_images=torch.from_numpy(pose_map) / 255.0, depth=None, normal=None, fit=mode)
     assert seen["reference"].shape == seen["maps"]["pose"].shape == (1, 3, OUTPUT[1], OUTPUT[0])
     assert_joints_on_dots(to_uint8(seen["reference"])[0], to_uint8(seen["maps"]["pose"])[0],
-                          expect_edge_joint=mode == "pad")  # fmt: skip
+                          expect_edge_joint=mode == "pad")
 
 
 def test_fit_then_scheduler_then_control_maps_are_the_last_inputs_with_their_defaults(nodes):
@@ -188,6 +188,6 @@ def test_pad_fills_each_map_with_its_own_nothing(nodes, monkeypatch):
     maps, reference = seen["maps"], seen["reference"]
     bars = {"reference": reference[..., 0, :], **{name: maps[name][..., 0, :] for name in ("pose", "depth", "normal")}}
     assert {name: bar.unique().tolist() for name, bar in bars.items()} == {
-        "reference": [-1.0], "pose": [-1.0], "depth": [-1.0], "normal": [0.0]}  # fmt: skip
+        "reference": [-1.0], "pose": [-1.0], "depth": [-1.0], "normal": [0.0]}
     for image in (reference, *maps.values()):
         torch.testing.assert_close(image[..., H // 2, :], torch.full_like(image[..., H // 2, :], 0.6))

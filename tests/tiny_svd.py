@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from tests.tiny_stage1 import randomize_ as randomize_parameters
 from dreamdance_core.loading.svd import save_svd_folder as save_diffusers_folder  # noqa: F401 (re-exported)
 from dreamdance_core.models.svd_controlnet import SVDControlNet
 from dreamdance_core.models.unet_svd import ControlledSVDUNet
@@ -22,6 +21,7 @@ from dreamdance_core.tiny import TINY_SVD_VAE as TINY_VAE  # noqa: F401
 from dreamdance_core.tiny import tiny_clip_vision, tiny_controller, tiny_svd_components  # noqa: F401
 from dreamdance_core.tiny import tiny_svd_unet as tiny_unet  # noqa: F401
 from dreamdance_core.tiny import tiny_svd_vae as tiny_vae  # noqa: F401
+from tests.tiny_stage1 import randomize_ as randomize_parameters
 
 
 def scheduler_config() -> dict:

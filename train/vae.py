@@ -187,7 +187,7 @@ def build_base(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, tor
     from dreamdance_core.training import demo_base
 
     unet_layout = dict(cross_attention_blocks=args.unet_attention_blocks, latent_channels=args.latent_channels,
-                       first_attention_level=args.unet_first_attention_level)  # fmt: skip
+                       first_attention_level=args.unet_first_attention_level)
     if args.kind == "svd":
         from dreamdance_core.loading.svd import SCHEDULER_CONFIG, SVD_CONFIG_DIR
 
@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
               f"{args.eval_data_dir}: {record['eval_psnr']:.2f} dB")
     (output / "vae_training.json").write_text(json.dumps(record, indent=1))
     print(f"wrote {output}/{{vae,{','.join(others)}{',scheduler' if scheduler else ''}}} in {record['seconds']:.0f} s "
-          f"(scaling_factor {vae.config.scaling_factor:.4f})")  # fmt: skip
+          f"(scaling_factor {vae.config.scaling_factor:.4f})")
     return output
 
 

@@ -37,8 +37,8 @@ from ..weights import (
     WeightFileError,
     build_empty,
     component_folder,
-    find_weights_file,
     fill_strict,
+    find_weights_file,
     read_safetensors,
 )
 

@@ -9,7 +9,6 @@ checkpoint (ComfyUI's ``models/checkpoints``) holds, for the tests of :mod:`.sd1
 from __future__ import annotations
 
 import re
-from typing import Mapping
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel

@@ -39,8 +39,8 @@ def load_geometry_pipeline(
     from diffusers import AutoencoderKL
     from transformers import CLIPVisionModelWithProjection
 
-    from .clip_vision import HOW_TO_GET_CLIP, load_clip_image_encoder
     from ..weights import load_model_strict
+    from .clip_vision import HOW_TO_GET_CLIP, load_clip_image_encoder
     from .sd15 import load_sd15_unet, load_sd15_vae
 
     stage1 = Path(stage1) if stage1 else None

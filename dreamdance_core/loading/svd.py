@@ -37,8 +37,8 @@ from ..models.controller import CrossDomainController
 from ..models.svd_controlnet import SVDControlNet
 from ..models.unet_svd import ControlledSVDUNet
 from ..pipelines import SVDComponents
-from .clip_vision import HOW_TO_GET_SVD_IMAGE_ENCODER, PATCH_EMBEDDING, POSITION_IDS, load_clip_image_encoder
 from ..weights import SafetensorsFile, StateDict, WeightFileError, build_empty, fill_strict, load_model_strict, shorten
+from .clip_vision import HOW_TO_GET_SVD_IMAGE_ENCODER, PATCH_EMBEDDING, POSITION_IDS, load_clip_image_encoder
 from .ldm_names import RESBLOCK, UNET_PREFIX, VAE_ATTENTION, VAE_PREFIX, rename_first
 from .sd15 import describe_family
 

@@ -22,7 +22,6 @@ from typing import Sequence, Union
 import numpy as np
 import PIL.Image
 import torch
-
 from diffusers.image_processor import VaeImageProcessor
 
 # diffusers' own resize of the SVD pipeline (reused, not rewritten): gaussian blur + bicubic, align_corners=True

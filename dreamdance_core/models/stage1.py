@@ -27,8 +27,8 @@ from typing import Iterator
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.controlnets.controlnet import zero_module
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.controlnets.controlnet import zero_module
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
@@ -155,7 +155,7 @@ class GeometryDiffusionModel(nn.Module):
         self.noise_schedule = {**SD15_NOISE_SCHEDULE, **(noise_schedule or {})}
         if self.noise_schedule["prediction_type"] not in PREDICTION_TYPES:
             raise ValueError(f"unsupported prediction_type {self.noise_schedule['prediction_type']!r}: the Stage-1 "
-                             f"sampler and trainer handle {PREDICTION_TYPES}")  # fmt: skip
+                             f"sampler and trainer handle {PREDICTION_TYPES}")
         config = denoising_unet.config
         if config.class_embed_type != "projection" or config.projection_class_embeddings_input_dim != DOMAIN_EMBEDDING_DIM:
             raise ValueError(

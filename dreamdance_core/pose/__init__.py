@@ -5,9 +5,14 @@ Plain numpy + OpenCV; never imports ComfyUI.
 
 from .interpolate import interpolate_keyframes, smooth_poses
 from .io import (
-    from_pose_keypoint, load_pose_file, parse_pose_json, to_openpose_frames, to_pose_keypoint, write_openpose_files,
+    from_pose_keypoint,
+    load_pose_file,
+    parse_pose_json,
+    to_openpose_frames,
+    to_pose_keypoint,
+    write_openpose_files,
     write_pose_file,
-)  # fmt: skip
+)
 from .render import RenderStyle, render_poses
 from .retarget import bone_lengths, retarget
 from .sample import sample_dance
@@ -17,4 +22,4 @@ __all__ = [
     "MAX_PEOPLE", "PoseError", "PoseSequence", "RenderStyle", "bone_lengths", "from_pose_keypoint",
     "interpolate_keyframes", "load_pose_file", "parse_pose_json", "render_poses", "retarget", "sample_dance",
     "smooth_poses", "to_openpose_frames", "to_pose_keypoint", "write_openpose_files", "write_pose_file",
-]  # fmt: skip
+]

@@ -46,7 +46,7 @@ def spread_key_frames(num_keys: int, num_frames: int) -> list[int]:
         raise PoseError("no key poses given; give at least one key pose")
     if num_keys > num_frames:
         raise PoseError(f"{num_keys} key poses do not fit into {num_frames} frame(s), one frame each: give at least "
-                        f"{num_keys} frames, or fewer key poses")  # fmt: skip
+                        f"{num_keys} frames, or fewer key poses")
     if num_keys == 1:
         return [0]
     return [round(k * (num_frames - 1) / (num_keys - 1)) for k in range(num_keys)]
@@ -56,7 +56,7 @@ def check_key_frames(key_frames: Sequence[int], num_keys: int, num_frames: int) 
     """Validate keyframe positions: one per key pose, strictly increasing, inside ``0..num_frames-1``."""
     if num_keys > num_frames:
         raise PoseError(f"{num_keys} key poses do not fit into {num_frames} frame(s), one frame each: give at least "
-                        f"{num_keys} frames, or fewer key poses")  # fmt: skip
+                        f"{num_keys} frames, or fewer key poses")
     keys = np.asarray(key_frames)
     if keys.ndim != 1 or len(keys) != num_keys or num_keys == 0:
         raise PoseError(f"give one frame index per key pose: {num_keys} key pose(s), {len(keys)} index(es)")
@@ -86,7 +86,7 @@ def interpolate_keyframes(
     times = check_key_frames(key_frames, keys.num_frames, num_frames).astype(np.float64)
     check_budget(f"interpolating {keys.num_people} people over {num_frames} frames",
                  estimate_bytes((num_frames, keys.num_people, _POINTS, 3), "float64") * 4,
-                 "give fewer frames or fewer people")  # fmt: skip
+                 "give fewer frames or fewer people")
     query = np.arange(num_frames, dtype=np.float64)
     before = np.clip(np.searchsorted(times, query, side="right") - 1, 0, len(times) - 1)
     after = np.clip(np.searchsorted(times, query, side="left"), 0, len(times) - 1)
@@ -120,7 +120,7 @@ def smooth_poses(seq: PoseSequence, sigma: float) -> PoseSequence:
     radius = int(min(np.ceil(3 * sigma), seq.num_frames - 1))
     check_budget(f"smoothing {seq.num_frames} frames of {seq.num_people} people with sigma {sigma:g}",
                  estimate_bytes((seq.num_frames, seq.num_people, _POINTS, 2 * radius + 1), "float64") * 2,
-                 "lower sigma or smooth fewer frames at a time")  # fmt: skip
+                 "lower sigma or smooth fewer frames at a time")
     kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     points = seq.points()
     seen = ((points[..., 2] > 0) & seq.people[..., None]).astype(np.float64)

@@ -16,10 +16,16 @@ import numpy as np
 
 from ..cancel import CancelCheck, check
 from ..fit import DEFAULT_FIT, Fit, fit_transform
-from .schema import (
-    BODY_BONES, BODY_COLORS, BONE_COLOR_FACTOR, FACE_POINT_COLOR, HAND_EDGE_COLORS, HAND_EDGES, HAND_POINT_COLOR,
-)  # fmt: skip
 from ..validation import check_budget, estimate_bytes
+from .schema import (
+    BODY_BONES,
+    BODY_COLORS,
+    BONE_COLOR_FACTOR,
+    FACE_POINT_COLOR,
+    HAND_EDGE_COLORS,
+    HAND_EDGES,
+    HAND_POINT_COLOR,
+)
 from .sequence import PoseError, PoseSequence, check_canvas
 
 REFERENCE_SIDE = 512  # OpenPose's line widths (stick 4, joint 4, hand 2, face 3 px) are for a 512 px short side
@@ -65,7 +71,7 @@ def render_poses(
     check_canvas((width, height))
     check_budget(f"rendering {seq.num_frames} pose frames at {width}x{height}",
                  estimate_bytes((seq.num_frames, height, width, 3), "uint8"),
-                 f"render fewer frames ({seq.num_frames}) or a smaller size ({width}x{height})")  # fmt: skip
+                 f"render fewer frames ({seq.num_frames}) or a smaller size ({width}x{height})")
     if not math.isfinite(style.confidence_threshold):
         raise PoseError(f"confidence_threshold must be a finite number, got {style.confidence_threshold}")
     try:

@@ -42,7 +42,7 @@ def _body(phase: np.ndarray, height: float, center: np.ndarray) -> np.ndarray:
         knee = hip + _direction(sign * 0.05 + thigh) * _THIGH * height
         ankle = knee + _direction(sign * 0.05 + thigh - knee_bend) * _SHIN * height
         for joint, value in zip(("shoulder", "elbow", "wrist", "hip", "knee", "ankle"),
-                                (shoulder, elbow, wrist, hip, knee, ankle)):  # fmt: skip
+                                (shoulder, elbow, wrist, hip, knee, ankle)):
             body[:, _J[f"{side}_{joint}"]] = value
         body[:, _J[f"{side}_eye"]] = neck + np.array([sign * 0.025, -0.11]) * height
         body[:, _J[f"{side}_ear"]] = neck + np.array([sign * 0.05, -0.095]) * height
@@ -78,7 +78,7 @@ def _face_template() -> np.ndarray:
         arc(np.pi, 3 * np.pi, 13, 0.35, 0.12, 0.0, 0.35)[:12],                   # 48-59 outer lips
         arc(np.pi, 3 * np.pi, 9, 0.22, 0.05, 0.0, 0.35)[:8],                     # 60-67 inner lips
         np.array([[-0.35, -0.35], [0.35, -0.35]]),                               # 68-69 pupils
-    ])  # fmt: skip
+    ])
 
 
 def sample_dance(num_frames: int = PERIOD, width: int = 512, height: int = 768) -> PoseSequence:

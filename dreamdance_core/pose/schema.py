@@ -14,7 +14,7 @@ BODY_NAMES: tuple[str, ...] = (
     "right_hip", "right_knee", "right_ankle",
     "left_hip", "left_knee", "left_ankle",
     "right_eye", "left_eye", "right_ear", "left_ear",
-)  # fmt: skip
+)
 NUM_BODY = len(BODY_NAMES)  # 18
 NUM_FACE = 70
 NUM_HAND = 21
@@ -29,14 +29,14 @@ WRISTS: tuple[int, int] = (BODY_NAMES.index("left_wrist"), BODY_NAMES.index("rig
 BODY_BONES: tuple[tuple[int, int], ...] = (
     (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
     (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
-)  # fmt: skip
+)
 
 # OpenPose's 18 colours: joint i is drawn in BODY_COLORS[i]; bone i in BODY_COLORS[i] at 60 % intensity.
 BODY_COLORS: tuple[tuple[int, int, int], ...] = (
     (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
     (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
     (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
-)  # fmt: skip
+)
 BONE_COLOR_FACTOR = 0.6
 
 HAND_EDGES: tuple[tuple[int, int], ...] = tuple(

@@ -91,14 +91,14 @@ class PoseSequence:
         return PoseSequence(
             body=body.copy(), face=face.copy(), hands=hands.reshape(*points.shape[:2], 2, NUM_HAND, 3),
             canvas=self.canvas, people=self.people.copy() if people is None else people,
-        )  # fmt: skip
+        )
 
     def frames(self, indices) -> PoseSequence:
         """The frames at ``indices`` (a list, array or slice), in that order."""
         return PoseSequence(
             body=self.body[indices], face=self.face[indices], hands=self.hands[indices],
             canvas=self.canvas, people=self.people[indices],
-        )  # fmt: skip
+        )
 
     def rescaled(self, canvas: tuple[int, int]) -> PoseSequence:
         """The same poses on another canvas, coordinates scaled per axis (stretch, like normalised coordinates)."""

@@ -20,10 +20,10 @@ from ..geometry import decode_latents, encode_latents, latent_preview
 from ..models.clip_image import ReferenceImage, encode_reference_image, vae_reference_pixels
 from ..models.stage1 import NUM_DOMAINS, SD15_NOISE_SCHEDULE
 from ..pipelines import GeometryPipeline
+from ..validation import InputError, check_cfg, check_images, check_int, check_steps
 from .guidance import multi_domain_cfg
 from .schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS, check_scheduler_name, stage1_scheduler
 from .windows import WindowOptions, blend_windows, window_indices
-from ..validation import InputError, check_cfg, check_images, check_int, check_steps
 
 Callback = Callable[[int, int, "torch.Tensor | None"], None]
 
@@ -57,7 +57,7 @@ class Stage1Options:
     def __post_init__(self):
         if not isinstance(self.guidance, (tuple, list)) or len(self.guidance) != NUM_DOMAINS:
             raise InputError(f"guidance needs {NUM_DOMAINS} scales (rgb, normal, depth), got {self.guidance!r:.60}; "
-                             "give three numbers")  # fmt: skip
+                             "give three numbers")
         object.__setattr__(self, "guidance", tuple(check_cfg(f"Stage-1 cfg ({name})", w)
                                                    for name, w in zip(("rgb", "normal", "depth"), self.guidance)))
         object.__setattr__(self, "steps", check_steps("Stage-1 steps", self.steps))

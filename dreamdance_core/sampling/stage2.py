@@ -42,14 +42,24 @@ from ..geometry import latent_preview
 from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
 from ..models.controller import ControlMapError
 from ..pipelines import SVDComponents, VideoPipeline
+from ..validation import (
+    MAX_FPS,
+    MAX_MOTION_BUCKET,
+    MAX_NOISE_AUG,
+    InputError,
+    check_cfg,
+    check_frames,
+    check_images,
+    check_int,
+    check_number,
+    check_size,
+    check_steps,
+    check_strength,
+)
 from .guidance import classifier_free_guidance, linear_frame_scales
 from .schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS, stage2_scheduler
 from .windows import WindowOptions, blend_windows, window_indices
 
-from ..validation import (
-    MAX_FPS, MAX_MOTION_BUCKET, MAX_NOISE_AUG, InputError, check_cfg, check_frames, check_images, check_int, check_number,
-    check_size, check_steps, check_strength,
-)  # fmt: skip
 ProgressCallback = Callable[[int, int, "torch.Tensor | None"], None]
 
 
@@ -114,7 +124,7 @@ class Stage2Options:
             "noise_aug_strength": check_number("noise_aug_strength", self.noise_aug_strength, 0.0, MAX_NOISE_AUG),
             "seed": check_int("seed", self.seed, -(2**63), 2**64 - 1, "give a whole-number seed"),
             "decode_chunk_size": check_int("decode_chunk_size", self.decode_chunk_size, 1, None,
-                                           "give at least 1 frame per VAE decode"),  # fmt: skip
+                                           "give at least 1 frame per VAE decode"),
         }
         fixed["width"], fixed["height"] = check_size(self.width, self.height, "the video size")
         return fixed

@@ -44,7 +44,7 @@ _STYLES: dict[str, tuple[dict[str, float], str]] = {
         {"shoulder_abd": 0.8, "elbow": 0.5, "knee": 0.3, "head_nod": 0.1, "spine_side": 0.1},
         "same",
     ),
-}  # fmt: skip
+}
 STYLES: tuple[str, ...] = tuple(_STYLES)
 
 # Rest offsets: a relaxed stance with the arms a little away from the body.

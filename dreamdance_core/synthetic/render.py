@@ -18,10 +18,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..pose.schema import BODY_NAMES
 from .camera import Camera, Intrinsics
 from .character import Character, Part
 from .raycast import Hits, cast_image, cast_rays
-from ..pose.schema import BODY_NAMES
 from .skeleton import BodyPose, pose_body
 
 OCCLUDED_CONFIDENCE = 0.5
@@ -43,7 +43,7 @@ for _side, _s in (("right", "R"), ("left", "L")):
         f"{_side}_hip": (Part.PELVIS, Part[f"{_s}_THIGH"]),
         f"{_side}_knee": (Part[f"{_s}_THIGH"], Part[f"{_s}_SHIN"]),
         f"{_side}_ankle": (Part[f"{_s}_SHIN"], Part[f"{_s}_FOOT"]),
-    })  # fmt: skip
+    })
 # [18, NUM_PARTS] bool: which parts make a keypoint visible when its ray hits them first.
 JOINT_OWNERS = np.zeros((len(BODY_NAMES), len(Part)), dtype=bool)
 for _j, _name in enumerate(BODY_NAMES):

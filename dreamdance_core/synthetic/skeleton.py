@@ -28,7 +28,7 @@ DOFS: tuple[str, ...] = (
     "l_shoulder_flex", "l_shoulder_abd", "l_shoulder_twist", "l_elbow",
     "r_hip_flex", "r_hip_abd", "r_knee",
     "l_hip_flex", "l_hip_abd", "l_knee",
-)  # fmt: skip
+)
 DOF_INDEX = {name: i for i, name in enumerate(DOFS)}
 
 # (low, high) limits in radians (metres for root_x / root_z); motions are clipped to them.
@@ -43,7 +43,7 @@ DOF_LIMITS: dict[str, tuple[float, float]] = {
     "l_elbow": (0.0, 2.4),
     "r_hip_flex": (-0.5, 1.9), "r_hip_abd": (-0.1, 0.9), "r_knee": (0.0, 2.2),
     "l_hip_flex": (-0.5, 1.9), "l_hip_abd": (-0.1, 0.9), "l_knee": (0.0, 2.2),
-}  # fmt: skip
+}
 
 # Directions (head-ellipsoid frame, scaled by the radii onto its surface) of the facial keypoints.
 _FACE_DIRECTIONS = {

@@ -82,7 +82,7 @@ def build_parser(description: str, options: Sequence[Option]) -> argparse.Argume
         parser.add_argument(
             f"--{option.name}", type=kind, default=option.default, help=option.help, choices=option.choices,
             nargs=option.nargs,
-        )  # fmt: skip
+        )
     return parser
 
 
@@ -139,8 +139,11 @@ def make_accelerator(args: argparse.Namespace, find_unused_parameters: bool):
     """The accelerate ``Accelerator`` for ``args``: devices and processes come from ``accelerate launch``."""
     from accelerate import Accelerator
     from accelerate.utils import (
-        DataLoaderConfiguration, DistributedDataParallelKwargs, GradientAccumulationPlugin, ProjectConfiguration,
-    )  # fmt: skip
+        DataLoaderConfiguration,
+        DistributedDataParallelKwargs,
+        GradientAccumulationPlugin,
+        ProjectConfiguration,
+    )
 
     return Accelerator(
         mixed_precision=args.mixed_precision,
@@ -232,7 +235,7 @@ def check_random_states(folder: str | os.PathLike, process_index: int = 0) -> bo
     path = Path(folder) / RANDOM_STATES.format(process_index)
     if not path.exists():
         print(f"WARNING: {path} is missing: the run resumes WITHOUT its saved random states, so it is not an exact "
-              "resume (the weights, optimizer and data position are restored)", file=sys.stderr)  # fmt: skip
+              "resume (the weights, optimizer and data position are restored)", file=sys.stderr)
         return False
     try:
         states = load(path)
@@ -330,7 +333,7 @@ def clip_dataset(args: argparse.Namespace, root: str, reference: str = "random")
         root, num_frames=args.num_frames, size=(args.width, args.height), stride=args.frame_stride,
         window_step=args.window_step, reference=reference, policy=args.data_policy,
         check_images=args.check_images, seed=args.seed, controls=codecs(modalities) if modalities else None,
-    )  # fmt: skip
+    )
 
 
 def make_dataloader(args: argparse.Namespace, dataset) -> torch.utils.data.DataLoader:
@@ -342,7 +345,7 @@ def make_dataloader(args: argparse.Namespace, dataset) -> torch.utils.data.DataL
     return torch.utils.data.DataLoader(
         dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True, collate_fn=collate_clips,
         num_workers=args.dataloader_num_workers,
-    )  # fmt: skip
+    )
 
 
 # --- metrics and images ---------------------------------------------------------------------------------------------
@@ -459,7 +462,7 @@ def train_loop(
             peak_memory_mb=peak_memory_mb(accelerator.device), videos=batch["video_id"],
             processes=accelerator.num_processes, distributed=accelerator.distributed_type.value,
             mixed_precision=accelerator.mixed_precision,
-        )  # fmt: skip
+        )
         micro_step, loss_sum = 0, 0.0
         done = global_step >= args.max_train_steps
         if (args.checkpointing_steps and global_step % args.checkpointing_steps == 0) or done:
@@ -492,7 +495,7 @@ def averaged_weights(ema, parameters: list[torch.nn.Parameter]) -> Iterator[None
 
 # options every training script has (the scripts add their model options and paper defaults)
 def common_options(*, width: int, height: int, num_frames: int, max_train_steps: int, learning_rate: float,
-                   lr_warmup_steps: int, paper: str) -> list[Option]:  # fmt: skip
+                   lr_warmup_steps: int, paper: str) -> list[Option]:
     return [
         # data
         Option("train_data_dir", None, "dataset folder in the layout of dreamdance_core.dataset", type=str),
@@ -559,7 +562,7 @@ def check_common_args(args: argparse.Namespace) -> None:
     blocking = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise TrainConfigError(f"--output_dir {output}: {blocking} is a file, not a folder; give a folder (it is "
-                               "created when missing)")  # fmt: skip
+                               "created when missing)")
     if not 0.0 <= args.reference_dropout <= 1.0:
         raise TrainConfigError(f"--reference_dropout must be in [0, 1], got {args.reference_dropout}")
     for name in ("train_batch_size", "gradient_accumulation_steps", "max_train_steps", "num_frames"):
@@ -599,10 +602,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
     schedulers = _lr_schedulers()
     if args.lr_scheduler not in schedulers:
         raise InputError(f"--lr_scheduler {args.lr_scheduler!r} is not a diffusers LR scheduler; choose one of "
-                         f"{list(schedulers)}")  # fmt: skip
+                         f"{list(schedulers)}")
     check_int("--lr_warmup_steps", args.lr_warmup_steps, 0, None, "give 0 or more warm-up steps")
     check_int("--dataloader_num_workers", args.dataloader_num_workers, 0, 256, "give 0 (load in the main process) or "
-              "a number of worker processes")  # fmt: skip
+              "a number of worker processes")
     check_int("--seed", args.seed, 0, 2**32 - 1, "give a seed in 0..2**32-1")
     check_int("--frame_stride", args.frame_stride, 1, None, "give 1 (every frame) or more")
     if args.window_step is not None:
@@ -630,11 +633,11 @@ def make_optimizer_and_schedule(accelerator, parameters: list, args: argparse.Na
     optimizer = optimizer_class(args)(
         parameters, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
-    )  # fmt: skip
+    )
     lr_scheduler = get_scheduler(
         args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
-    )  # fmt: skip
+    )
     return optimizer, lr_scheduler
 
 
@@ -644,7 +647,7 @@ def validation_clip(args: argparse.Namespace) -> dict[str, torch.Tensor]:
     dataset = clip_dataset(argparse.Namespace(**{**vars(args), "num_frames": args.validation_num_frames}), root, "first")
     batch = collate_clips([dataset[0]])
     return {k: ({n: m[0] for n, m in v.items()} if k == "controls" else v[0]) for k, v in batch.items()
-            if k != "video_id"}  # fmt: skip
+            if k != "video_id"}
 
 
 def freeze_helpers(accelerator, *modules: torch.nn.Module) -> None:

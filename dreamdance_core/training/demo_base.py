@@ -26,7 +26,7 @@ def small_svd_unet(
         **TINY_SVD_UNET, "in_channels": 2 * latent_channels, "out_channels": latent_channels,
         "down_block_types": down, "up_block_types": up, "block_out_channels": tuple(block_out_channels),
         "num_attention_heads": tuple(max(1, c // attention_head_dim) for c in block_out_channels),
-    }).eval()  # fmt: skip
+    }).eval()
 
 
 def tiny_autoencoder(channels: int = 48, blocks: tuple[int, ...] = (1, 2), latent_channels: int = 4):
@@ -39,4 +39,4 @@ def tiny_autoencoder(channels: int = 48, blocks: tuple[int, ...] = (1, 2), laten
     return AutoencoderTiny(
         encoder_block_out_channels=widths, decoder_block_out_channels=widths, num_encoder_blocks=tuple(blocks),
         num_decoder_blocks=tuple(blocks)[::-1], latent_channels=latent_channels,
-    ).eval()  # fmt: skip
+    ).eval()

@@ -97,7 +97,7 @@ def estimation_order(modalities: Sequence[str]) -> list[str]:
 
 
 def convert_video(path: Path, root: Path, estimators: Mapping[str, Estimator], every: int,
-                  max_frames: int | None) -> str:  # fmt: skip
+                  max_frames: int | None) -> str:
     """Read, estimate (``estimators``: modality -> estimator) and write one video; returns its id (the file stem)."""
     video = read_video(path, every, max_frames)
     values: dict[str, Any] = {}
@@ -106,15 +106,15 @@ def convert_video(path: Path, root: Path, estimators: Mapping[str, Estimator], e
     missing = [name for name in DEFAULT_MODALITIES if name not in values]
     if missing:
         raise PrepareError(f"the dataset layout always holds {list(DEFAULT_MODALITIES)} (Stage 1 trains on them); "
-                           f"give estimators for {missing}")  # fmt: skip
+                           f"give estimators for {missing}")
     extra = [(get(name).codec, v) for name, v in values.items() if name not in DEFAULT_MODALITIES]
     write_video(root, path.stem, video.frames, values["depth"], values["normal"], values["pose"], fps=video.fps,
-                source=str(path), extra_maps=extra)  # fmt: skip
+                source=str(path), extra_maps=extra)
     return path.stem
 
 
 def convert(videos: Path, root: Path, estimators: Mapping[str, Estimator], every: int = 1,
-            max_frames: int | None = None) -> list[str]:  # fmt: skip
+            max_frames: int | None = None) -> list[str]:
     """Convert every video of a folder; ``dataset.json`` lists those that converted (failures are reported)."""
     files = sorted(p for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not files:
@@ -135,7 +135,7 @@ def convert(videos: Path, root: Path, estimators: Mapping[str, Estimator], every
 
 def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("convert", help="videos -> dataset layout")
     make.add_argument("videos", type=Path, help="folder of video files")
@@ -165,7 +165,7 @@ def parse_args(input_args: Sequence[str] | None = None) -> argparse.Namespace:
     check = commands.add_parser("validate", help="report broken items of a dataset folder")
     check.add_argument("dataset", type=Path, help="dataset folder")
     check.add_argument("--decode", action=argparse.BooleanOptionalAction, default=True,
-                       help="decode every image (--no-decode: only check that files exist)")  # fmt: skip
+                       help="decode every image (--no-decode: only check that files exist)")
     return parser.parse_args(input_args)
 
 

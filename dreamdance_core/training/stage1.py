@@ -41,10 +41,22 @@ import torch.nn.functional as F
 from dreamdance_core.models.stage1 import NUM_DOMAINS, GeometryDiffusionModel, noise_schedule
 
 from .common import (
-    Option, TrainConfigError, build_parser, check_common_args, clip_dataset,
-    common_options, freeze_helpers, make_accelerator, make_dataloader, make_optimizer_and_schedule,
-    parse_with_config, run_cli, train_loop, validation_clip, write_image_grid,
-)  # fmt: skip
+    Option,
+    TrainConfigError,
+    build_parser,
+    check_common_args,
+    clip_dataset,
+    common_options,
+    freeze_helpers,
+    make_accelerator,
+    make_dataloader,
+    make_optimizer_and_schedule,
+    parse_with_config,
+    run_cli,
+    train_loop,
+    validation_clip,
+    write_image_grid,
+)
 
 WEIGHTS_FOLDER = "weights"
 CHECKPOINT_MODEL_FOLDER = "stage1"
@@ -149,7 +161,7 @@ def load_models(args: argparse.Namespace) -> tuple[GeometryDiffusionModel, Any, 
         model = GeometryDiffusionModel.from_base_unet(
             unet, pose_guider_channels=tuple(args.pose_guider_channels), attention_heads=args.attention_heads,
             noise_schedule=schedule,
-        )  # fmt: skip
+        )
     vae = load_sd15_vae(args.vae or args.pretrained_model, config=args.pretrained_config)
     return model, vae, load_clip_image_encoder(args.image_encoder)
 
@@ -170,7 +182,7 @@ class Stage1Denoiser(torch.nn.Module):
             inputs["noisy_latents"], inputs["timesteps"], inputs["encoder_hidden_states"], pose.flatten(0, 2),
             inputs["domain"], num_modalities=num_modalities, num_frames=num_frames, reference=reference,
             reference_index=inputs["reference_index"],
-        )  # fmt: skip
+        )
 
 
 @torch.no_grad()
@@ -250,10 +262,10 @@ def log_validation(model: GeometryDiffusionModel, vae, image_encoder, clip: dict
     was_training = model.training
     model.eval()
     options = Stage1Options(steps=args.validation_inference_steps, guidance=tuple(args.validation_guidance),
-                            seed=args.seed)  # fmt: skip
+                            seed=args.seed)
     with accelerator.autocast():
         out = sample_geometry(GeometryPipeline(model, vae, image_encoder), clip["reference"][None], clip["pose_maps"],
-                              options)  # fmt: skip
+                              options)
     model.train(was_training)
     rows = [clip["pose_maps"], out.rgb, out.normal, out.depth, clip["pixel_values"], clip["normal"], clip["depth"]]
     return write_image_grid(Path(args.output_dir) / "validation" / f"step-{step:06d}.png", [r.cpu() for r in rows])

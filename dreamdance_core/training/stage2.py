@@ -47,10 +47,22 @@ from dreamdance_core.models.svd_controlnet import SVDControlNet
 from dreamdance_core.sampling.stage2 import SVDComponents, edm_denoised
 
 from .common import (
-    Option, TrainConfigError, build_parser, check_common_args, clip_dataset, common_options, freeze_helpers,
-    make_accelerator, make_dataloader, make_optimizer_and_schedule, parse_with_config, run_cli, train_loop,
-    validation_clip, write_image_grid,
-)  # fmt: skip
+    Option,
+    TrainConfigError,
+    build_parser,
+    check_common_args,
+    clip_dataset,
+    common_options,
+    freeze_helpers,
+    make_accelerator,
+    make_dataloader,
+    make_optimizer_and_schedule,
+    parse_with_config,
+    run_cli,
+    train_loop,
+    validation_clip,
+    write_image_grid,
+)
 
 WEIGHTS_FOLDER = "weights"
 CHECKPOINT_MODEL_FOLDER = "stage2"
@@ -115,7 +127,7 @@ def control_dropout(args: argparse.Namespace, modalities: Sequence[str] | None =
         values = values * len(modalities)
     if len(values) != len(modalities):
         raise TrainConfigError(f"--control_dropout has {len(args.control_dropout)} values for the modalities "
-                               f"{modalities}: give one value, or one per modality")  # fmt: skip
+                               f"{modalities}: give one value, or one per modality")
     return dict(zip(modalities, values))
 
 
@@ -143,7 +155,7 @@ def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainCon
         if args.modalities is not None and list(args.modalities) != list(controller.modalities):
             raise TrainConfigError(f"--modalities {args.modalities} differ from the modalities of the controller in "
                                    f"--init_from ({list(controller.modalities)}); leave --modalities out or train a "
-                                   "new controller")  # fmt: skip
+                                   "new controller")
         args.modalities = list(controller.modalities)
     else:
         args.modalities = list(args.modalities or DEFAULT_MODALITIES)
@@ -155,7 +167,7 @@ def load_models(args: argparse.Namespace) -> tuple[SVDComponents, CrossDomainCon
             out_channels=components.unet.config.block_out_channels[0],
             geometry_tokens=args.controller_geometry_tokens,
             attention_heads=args.attention_heads,
-        )  # fmt: skip
+        )
         controlnet = SVDControlNet.from_unet(components.unet)
     return components, controller, controlnet
 
@@ -184,7 +196,7 @@ class Stage2Denoiser(torch.nn.Module):
 def make_inputs(
     batch: dict, components: SVDComponents, args: argparse.Namespace, generator: torch.Generator,
     sigma: float | None = None,
-):  # fmt: skip
+):
     """Model inputs, the clean latents ``[b, f, c, h, w]`` and the EDM quantities for one batch (``sigma``: one noise
     level for every clip instead of the training distribution)."""
     from dreamdance_core.autoencoder import encode
@@ -237,9 +249,9 @@ def edm_loss(prediction: torch.Tensor, latents: torch.Tensor, noisy: torch.Tenso
 def register_hooks(accelerator) -> None:
     """Checkpoints hold the controller and ControlNet as a Stage-2 weights folder (or the SVD UNet being pretrained as
     a diffusers folder), read back strictly."""
-    from dreamdance_core.weights import load_model_strict
     from dreamdance_core.loading.svd import load_stage2_control, save_stage2_control
     from dreamdance_core.models.unet_svd import ControlledSVDUNet
+    from dreamdance_core.weights import load_model_strict
 
     def save_hook(models: list, weights: list, output_dir: str) -> None:
         if accelerator.is_main_process:
@@ -279,7 +291,7 @@ def log_validation(module: Stage2Denoiser, components: SVDComponents, clip: dict
         width=args.width, height=args.height, num_frames=args.validation_num_frames,
         steps=args.validation_inference_steps, max_cfg=args.validation_max_cfg, fps=args.fps,
         motion_bucket_id=args.motion_bucket_id, noise_aug_strength=args.noise_aug_strength, seed=args.seed,
-    )  # fmt: skip
+    )
     pipeline, inputs = components, None  # pretraining: plain SVD
     if module.controller is not None:
         pipeline, inputs = VideoPipeline(components, module.controller, module.controlnet), Stage2Inputs(maps)
@@ -300,6 +312,7 @@ def main(args: argparse.Namespace) -> Path:
     """Train the Stage-2 controller and ControlNet (or, ``--svd_pretraining``, the SVD UNet); returns the final
     weights folder."""
     from accelerate.utils import set_seed
+
     from dreamdance_core.loading.svd import save_stage2_control, save_svd_folder
 
     output_dir = Path(args.output_dir)

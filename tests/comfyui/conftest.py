@@ -12,8 +12,14 @@ from collections.abc import Iterator
 import pytest
 
 from scripts.comfyui_harness import (
-    APP_READY, CHROMIUM, CHROMIUM_ARGS, ComfyInstall, ComfyServer, ServerDirs, run_setup_script,
-)  # fmt: skip
+    APP_READY,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ComfyInstall,
+    ComfyServer,
+    ServerDirs,
+    run_setup_script,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from scripts.comfyui_harness import (
-    PACK_FOLDER_NAME, REPO_ROOT, ComfyInstall, ComfyServer, PromptFailed, PromptRejected, ServerDirs,
+    PACK_FOLDER_NAME,
+    REPO_ROOT,
+    ComfyInstall,
+    ComfyServer,
+    PromptFailed,
+    PromptRejected,
+    ServerDirs,
 )
 from tests.comfyui.workflow_api import ui_workflow_to_api
 

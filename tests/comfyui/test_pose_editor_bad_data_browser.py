@@ -45,7 +45,7 @@ POSE = f"() => JSON.parse({EDITOR}.widgets.find((w) => w.name === 'pose_json').v
 def _person(points: int = 18, x: float = 200.0) -> dict:
     body = [v for i in range(points) for v in (x + 4 * i, 150.0 + 12 * i, 1.0)]
     return {"pose_keypoints_2d": body, "face_keypoints_2d": None, "hand_left_keypoints_2d": None,
-            "hand_right_keypoints_2d": None}  # fmt: skip
+            "hand_right_keypoints_2d": None}
 
 
 def _frame(*people, **extra) -> dict:
@@ -109,7 +109,7 @@ def _drag_neck(page, person: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize("text, words", [pytest.param(t, w, id=n) for n, t, w in CASES])
 def test_editor_shows_bad_data_and_keeps_working(page, comfy_server: ComfyServer, text: str, words: str,
-                                                  request: pytest.FixtureRequest):  # fmt: skip
+                                                  request: pytest.FixtureRequest):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.evaluate(OPEN_WITH_POSE, text)

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from dreamdance_core.pose import from_pose_keypoint, parse_pose_json
-from scripts.make_workflows import MAP_FILES, REFERENCE_IMAGE, example_maps, reference_image, write_animated_webp
 from scripts.comfyui_harness import REPO_ROOT, ComfyServer, PromptFailed
+from scripts.make_workflows import MAP_FILES, REFERENCE_IMAGE, example_maps, reference_image, write_animated_webp
 from tests.comfyui.workflow_api import ui_workflow_to_api
 
 WORKFLOWS = REPO_ROOT / "workflows"
