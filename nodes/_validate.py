@@ -55,29 +55,6 @@ def queue_check(node_cls, values: dict, *checks) -> bool | str:
     return True
 
 
-MAX_NAME_BYTES = 200  # per folder or file name of a filename_prefix; the counter and suffixes still fit in 255
-
-
-def check_filename_prefix(prefix: str, name: str = "filename_prefix") -> None:
-    """Raise an InputError unless ``prefix`` is a relative path under the output folder that the file system takes."""
-    from pathlib import PurePosixPath, PureWindowsPath
-
-    from ..dreamdance_core.validation import InputError
-
-    bad = sorted({repr(c) for c in prefix if ord(c) < 32 or c == "\x7f"})
-    if bad:
-        raise InputError(f"{name} contains control characters ({', '.join(bad)}); use letters, digits, '-', '_', '/'")
-    parts = prefix.replace("\\", "/").split("/")
-    if PurePosixPath(prefix).is_absolute() or PureWindowsPath(prefix).is_absolute() or ".." in parts:
-        raise InputError(f"{name} {prefix[:80]!r} leaves the output folder; give a path under it, like 'dreamdance/pose'")
-    for part in parts:
-        if len(part.encode()) > MAX_NAME_BYTES:
-            raise InputError(
-                f"{name} has a name of {len(part.encode())} bytes ({part[:24]!r}...); file systems allow 255 and the "
-                f"counter needs room: keep each folder or file name under {MAX_NAME_BYTES}"
-            )
-
-
 POSE_KEYPOINT_BYTES = 20_000  # a POSE_KEYPOINT person-frame as Python lists (body, face, hands): measured ~19.5 KB
 POSE_KEYPOINT_LIMIT = 2**30  # one pose in ComfyUI's output cache; 100000 frames (~1.9 GiB) took >10 s to build
 

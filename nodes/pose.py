@@ -27,8 +27,9 @@ from ..dreamdance_core.pose import (
     write_pose_file,
 )
 from ..dreamdance_core.pose.decode import decode_body_images
+from ..dreamdance_core.validation import check_filename_prefix
 from ._common import fit_input, interrupt_check, uint8_to_comfy
-from ._validate import check_filename_prefix, check_pose_budget, queue_check
+from ._validate import check_pose_budget, queue_check
 
 CATEGORY = "DreamDance/pose"
 POSE = "POSE_KEYPOINT"
