@@ -68,12 +68,11 @@ def encode_latents(
     (``cancel_check``: called before every chunk and between the encoder's blocks, :mod:`dreamdance_core.cancel`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    images = images.to(device=vae.device, dtype=vae.dtype)
-    latents = []
+    latents = []  # images go to the device a chunk at a time
     with cancel_hooks(cancel_check, [vae]):
         for chunk in images.split(chunk_size):
             check(cancel_check)
-            latents.append(encode(vae, chunk))
+            latents.append(encode(vae, chunk.to(device=vae.device, dtype=vae.dtype)))
     return torch.cat(latents) * vae.config.scaling_factor
 
 
@@ -86,16 +85,24 @@ def decode_latents(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     latents = latents.to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor
-    images = []
+    images = None  # [N, 3, H, W] fp32, filled chunk by chunk: one copy of the output, not the chunks plus their cat
     with cancel_hooks(cancel_check, [vae]):
-        for chunk in latents.split(chunk_size):
+        for start in range(0, latents.shape[0], chunk_size):
             check(cancel_check)
-            images.append(decode(vae, chunk))
-    return torch.cat(images).float().clamp(-1.0, 1.0)
+            decoded = decode(vae, latents[start:start + chunk_size])
+            if images is None:
+                images = decoded.new_empty((latents.shape[0], *decoded.shape[1:]), dtype=torch.float32)
+            images[start:start + decoded.shape[0]] = decoded.clamp(-1.0, 1.0)
+    return images
 
 
 # SD1.x latent -> approximate RGB (the linear factors ComfyUI's latent previews use for SD1.5)
-SD15_LATENT_RGB = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177))
+SD15_LATENT_RGB = (
+    (0.3512, 0.2297, 0.3227),
+    (0.3250, 0.4974, 0.2350),
+    (-0.2829, 0.1762, 0.2721),
+    (-0.2120, -0.2616, -0.7177),
+)
 
 
 def latent_preview(latent: torch.Tensor) -> torch.Tensor | None:

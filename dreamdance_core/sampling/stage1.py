@@ -3,8 +3,10 @@
 Algorithm: DDIM by default (or another scheduler of :mod:`.schedulers`: Euler, Euler ancestral, DPM++ 2M) over
 joint RGB/normal/depth latents laid out as ``[domains, frames, 4, h, w]``; at every step the frames are denoised in
 overlapping windows (:mod:`.windows`) and each domain gets its own guidance scale (multi-domain CFG,
-:mod:`.guidance`). The reference UNet runs once per call; the pose guider once per call; conditional and
-unconditional branches share one forward (``cfg_batch=True``) unless memory asks otherwise.
+:mod:`.guidance`). The reference UNet runs once per call; the pose guider on each window's frames when the window is
+denoised (it is per frame: equal to slicing its all-frames output); conditional and unconditional branches share one
+forward (``cfg_batch=True``) unless memory asks otherwise. Latents and the window blend stay in fp32 whatever the
+models' dtype; apart from them and the output frames, nothing held grows with the number of frames.
 """
 
 from __future__ import annotations
@@ -186,12 +188,11 @@ def _sample(pipeline, reference, poses, options, callback, cancel_check) -> Geom
     pixels = vae_reference_pixels(reference, *poses.shape[-2:])
     reference_latents = encode_latents(vae, pixels, cancel_check=cancel_check)
     features = model.encode_reference(reference_latents.to(device=device, dtype=dtype), image_embeds)
-    # 2. pose guider features, once per video
-    pose_features = model.encode_pose(poses.to(device=device, dtype=dtype))  # [F, C0, h, w]
-    # 3. initial noise for all domains and frames, drawn on the CPU: [domains, frames, 4, h, w]
+    # 2. pose guider features: per window, when the window is denoised (see denoise_window)
+    # 3. initial noise for all domains and frames, drawn on the CPU: [domains, frames, 4, h, w], kept in fp32
     latent_shape = (NUM_DOMAINS, num_frames, reference_latents.shape[1], *reference_latents.shape[-2:])
     latents = torch.randn(latent_shape, generator=generator, device="cpu", dtype=torch.float32)
-    latents = (latents * scheduler.init_noise_sigma).to(device=device, dtype=dtype)
+    latents = (latents * scheduler.init_noise_sigma).to(device=device)
 
     num_windows = len(window_indices(num_frames, options.windows))
     total = options.steps * num_windows
@@ -202,7 +203,7 @@ def _sample(pipeline, reference, poses, options, callback, cancel_check) -> Geom
         -> [g, domains, f, ...]."""
         f = sample.shape[1]
         per_group = NUM_DOMAINS * f
-        sample = sample.flatten(0, 1).repeat(len(groups), 1, 1, 1)  # [(g m f), 4, h, w]
+        sample = sample.flatten(0, 1).repeat(len(groups), 1, 1, 1).to(dtype)  # [(g m f), 4, h, w]
         embeds = torch.cat([image_embeds if cond else torch.zeros_like(image_embeds) for cond in groups])
         embeds = embeds.repeat_interleave(per_group, dim=0)  # [(g m f), 1, C]
         index = torch.tensor([0 if cond else -1 for cond in groups], device=device).repeat_interleave(per_group)
@@ -224,9 +225,9 @@ def _sample(pipeline, reference, poses, options, callback, cancel_check) -> Geom
 
         def denoise_window(frame_index: torch.Tensor) -> torch.Tensor:
             nonlocal progress
+            frame_pose = model.encode_pose(poses[frame_index.to(poses.device)].to(device=device, dtype=dtype))
             frame_index = frame_index.to(device)
-            x = scheduler.scale_model_input(latents[:, frame_index], t)
-            frame_pose = pose_features[frame_index]
+            x = scheduler.scale_model_input(latents[:, frame_index], t)  # [domains, n, 4, h, w] fp32
             if not guided:
                 eps = run_model(x, t, (True,), frame_pose)[0]
             elif options.cfg_batch:
@@ -241,7 +242,7 @@ def _sample(pipeline, reference, poses, options, callback, cancel_check) -> Geom
                 middle = x.shape[1] // 2  # the RGB domain's middle frame
                 x0 = clean_estimate(x[0, middle], eps[0, middle], t, sigmas, prediction_type)
                 callback(progress, total, latent_preview(x0))
-            return eps
+            return eps.float()  # blended and stepped in fp32
 
         eps = blend_windows(denoise_window, num_frames, options.windows, frame_dim=1)
         latents = scheduler.step(eps, t, latents, generator=generator).prev_sample

@@ -10,10 +10,14 @@ Algorithm (as ``diffusers.StableVideoDiffusionPipeline`` 0.42, written as a func
    default SVD's own ``EulerDiscreteScheduler``, see :mod:`.schedulers`); latents drawn from the seed and scaled by
    ``init_noise_sigma``;
 5. at every step, every window of frames (:mod:`dreamdance_core.sampling.windows`) is denoised: the controller's
-   guidance feature (computed once per video) goes through the ControlNet, whose residuals enter the UNet; the
-   unconditional and conditional branches are combined with per-frame linear CFG from ``min_cfg`` (first frame) to
-   ``max_cfg`` (last frame, global frame index); the blended prediction makes one scheduler step;
+   guidance feature (of the window's frames only, computed when the window is denoised) goes through the ControlNet,
+   whose residuals enter the UNet; the unconditional and conditional branches are combined with per-frame linear CFG
+   from ``min_cfg`` (first frame) to ``max_cfg`` (last frame, global frame index); the blended prediction makes one
+   scheduler step; latents and the blend stay in fp32 whatever the models' dtype;
 6. VAE decoding in chunks of ``decode_chunk_size`` frames.
+
+Peak memory does not grow with the video's length beyond the latents, the blend and the output frames: everything
+per frame (control maps on the device, controller, ControlNet, UNet, VAE) runs on one window or chunk at a time.
 
 The reference image (CLIP embedding and latent) conditions every window. It may have any size: CLIP embeds it as
 given and the VAE latent is taken from it resized to the video size, both exactly as the pipeline does it
@@ -139,7 +143,9 @@ def _check_reference(reference: ReferenceImage) -> ReferenceImage:
     if reference.ndim == 3:
         reference = reference[None]
     if reference.ndim != 4 or reference.shape[:2] != (1, 3):
-        raise Stage2InputError(f"the reference image must be [3, H, W] or [1, 3, H, W] in -1..1, got {tuple(reference.shape)}")
+        raise Stage2InputError(
+            f"the reference image must be [3, H, W] or [1, 3, H, W] in -1..1, got {tuple(reference.shape)}"
+        )
     check_images("the reference image", reference)
     return reference
 
@@ -184,12 +190,16 @@ def decode_latents(
     """``[f, c, h, w]`` SVD latents -> frames ``[f, 3, H, W]`` in -1..1, ``decode_chunk_size`` frames at a time
     (``cancel_check``: called before every chunk and between the decoder's blocks, :mod:`dreamdance_core.cancel`)."""
     latents = latents / vae.config.scaling_factor
-    frames = []
+    frames = None  # [f, 3, H, W] fp32, filled chunk by chunk: one copy of the output, not the chunks plus their cat
     with cancel_hooks(cancel_check, [vae]):
-        for chunk in latents.split(decode_chunk_size, dim=0):
+        for start in range(0, latents.shape[0], decode_chunk_size):
             check(cancel_check)
-            frames.append(decode(vae, chunk, num_frames=chunk.shape[0]).float())
-    return torch.cat(frames, dim=0).clamp(-1.0, 1.0)
+            chunk = latents[start:start + decode_chunk_size]
+            decoded = decode(vae, chunk, num_frames=chunk.shape[0])
+            if frames is None:
+                frames = decoded.new_empty((latents.shape[0], *decoded.shape[1:]), dtype=torch.float32)
+            frames[start:start + chunk.shape[0]] = decoded.clamp(-1.0, 1.0)
+    return frames
 
 
 def edm_denoised(noisy: torch.Tensor, prediction: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -276,20 +286,22 @@ def _sample(components, controller, controlnet, reference, inputs, options, call
         [[options.fps - 1, options.motion_bucket_id, options.noise_aug_strength]], dtype=dtype, device=device
     ).repeat(branches, 1)
 
-    # 4. scheduler and initial latents: [1, f, c, h, w]
+    # 4. scheduler and initial latents: [1, f, c, h, w], kept in fp32 whatever the models' dtype (as the blend)
     scheduler = stage2_scheduler(options.scheduler, components.scheduler_config)
     scheduler.set_timesteps(options.steps, device=device)
     latent_shape = (1, num_frames, vae.config.latent_channels, *(s // components.vae_scale_factor for s in size))
-    latents = torch.randn(latent_shape, generator=generator).to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+    latents = torch.randn(latent_shape, generator=generator).to(device=device) * scheduler.init_noise_sigma
     cfg_scales = linear_frame_scales(num_frames, options.min_cfg, options.max_cfg).to(device=device, dtype=dtype)
 
-    # 5. guidance feature, once per video: [f, c0, h, w] (strength 0: no control path at all)
+    # 5. guidance feature of a window's frames, computed when the window is denoised: [n, c0, h, w] (strength 0: no
+    # control path at all). The controller is per frame (module docstring), so this equals slicing the all-frames
+    # feature, and neither the maps of all frames nor their feature are ever on the device at once.
     if inputs is not None and float(inputs.strength) == 0.0:
         inputs = None
-    guidance = None
-    if inputs is not None:
-        maps = {name: m.to(device) for name, m in inputs.maps.items()}
-        guidance = controller(maps, inputs.modality_strengths).to(dtype)
+
+    def window_guidance(index: torch.Tensor) -> torch.Tensor:
+        maps = {name: m[index.to(m.device)].to(device) for name, m in inputs.maps.items()}
+        return controller(maps, inputs.modality_strengths).to(dtype)
 
     # 6. denoising loop over steps and windows
     num_windows = len(window_indices(num_frames, options.windows))
@@ -299,16 +311,17 @@ def _sample(components, controller, controlnet, reference, inputs, options, call
 
         def denoise(index: torch.Tensor) -> torch.Tensor:
             nonlocal calls
+            guidance = window_guidance(index) if inputs is not None else None
             index = index.to(device)
             n = index.numel()
-            # [1, n, c, h, w] -> [branches, n, 2c, h, w]
-            noisy = scheduler.scale_model_input(latents[:, index].repeat(branches, 1, 1, 1, 1), t)
+            # [1, n, c, h, w] (fp32) -> [branches, n, 2c, h, w] (model dtype)
+            noisy = scheduler.scale_model_input(latents[:, index].repeat(branches, 1, 1, 1, 1), t).to(dtype)
             model_input = torch.cat([noisy, image_latents[:, None].expand(-1, n, -1, -1, -1)], dim=2)
             residuals = {}
             if inputs is not None:
                 down, mid = controlnet(
                     model_input, t, image_embeds, added_time_ids,
-                    controlnet_cond=guidance[index].repeat(branches, 1, 1, 1),  # [branches*n, c0, h, w]
+                    controlnet_cond=guidance.repeat(branches, 1, 1, 1),  # [branches*n, c0, h, w]
                     conditioning_scale=inputs.strength, return_dict=False,
                 )
                 residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
@@ -321,7 +334,7 @@ def _sample(components, controller, controlnet, reference, inputs, options, call
                 middle = n // 2
                 x0 = clean_estimate(noisy[0, middle], prediction[0, middle], t) if previews else None
                 callback(calls, total, None if x0 is None else latent_preview(x0))
-            return prediction
+            return prediction.float()  # blended and stepped in fp32
 
         prediction = blend_windows(denoise, num_frames, options.windows, frame_dim=1)
         latents = scheduler.step(prediction, t, latents, generator=generator).prev_sample
