@@ -86,20 +86,62 @@ class Stage1AttentionState:
         num_modalities: modalities per group (3 for joint RGB/normal/depth, 1 for single-modality training).
         num_frames: frames per group and modality.
         reference: per self-attention layer name, the reference UNet's features ``[R, N, C]`` (None: no injection).
-        reference_index: ``[batch]`` long, which reference each sample attends to; ``-1`` = none (dropped reference,
-            the unconditional CFG branch).
+        reference_runs: which reference each sample attends to, as :func:`reference_runs` of the host-side
+            per-sample index (``-1`` = none: a dropped reference, the unconditional CFG branch); None: no sample does.
+            Known on the host, so no attention layer asks the device (no sync, one compiled graph).
         geometry: whether geometry attention runs.
         temporal: whether temporal attention runs.
         record: when not None, the reference UNet's processors write their features into this dict.
+        pose_features: ``[batch, C0, h, w]`` added to the denoising UNet's ``conv_in`` output (:class:`PoseConvIn`).
     """
 
     num_modalities: int = 1
     num_frames: int = 1
     reference: dict[str, torch.Tensor] | None = None
-    reference_index: torch.Tensor | None = None
+    reference_runs: tuple[tuple[int, int, tuple[int, ...] | None], ...] | None = None
     geometry: bool = False
     temporal: bool = False
     record: dict[str, torch.Tensor] | None = field(default=None)
+    pose_features: torch.Tensor | None = None
+
+
+def reference_runs(index) -> tuple[tuple[int, int, tuple[int, ...] | None], ...] | None:
+    """Host-side plan of the reference attention: ``index`` (``[batch]`` ints, or a tensor: read once, a sync), which
+    reference each sample attends to (``-1``: none), as runs of consecutive samples ``(start, stop, references)``,
+    ``references`` None for a run that sees no reference; None when no sample sees one.
+    ``[0, 0, -1, -1]`` -> ``((0, 2, (0, 0)), (2, 4, None))``."""
+    if index is None:
+        return None
+    values = [int(i) for i in (index.tolist() if isinstance(index, torch.Tensor) else index)]
+    if all(i < 0 for i in values):
+        return None
+    runs, start = [], 0
+    for position in range(1, len(values) + 1):
+        if position == len(values) or (values[position] < 0) != (values[start] < 0):
+            refs = tuple(values[start:position])
+            runs.append((start, position, None if refs[0] < 0 else refs))
+            start = position
+    return tuple(runs)
+
+
+class PoseConvIn(nn.Conv2d):
+    """The denoising UNet's ``conv_in`` (the same parameters, so the same state-dict keys) plus the state's
+    ``pose_features`` when set. A module in place of a hook registered per call, which would break a compiled graph
+    and leave hooks on the model between calls."""
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, state: Stage1AttentionState) -> "PoseConvIn":
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                  padding_mode=conv.padding_mode, device="meta")
+        new.weight, new.bias = conv.weight, conv.bias
+        new.attention_state = state
+        return new.train(conv.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        pose = self.attention_state.pose_features
+        return out if pose is None else out + pose
 
 
 class ReferenceRecordProcessor:
@@ -116,7 +158,9 @@ class ReferenceRecordProcessor:
         twin.inner = CancellableAttnProcessor(cancel_check)
         return twin
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None):
+    def __call__(
+        self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None
+    ):
         if self.state.record is not None:
             self.state.record[self.name] = hidden_states
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
@@ -126,7 +170,8 @@ class Stage1SelfAttnProcessor:
     """Denoising-UNet self-attention: reference injection (eq. 4) + geometry attention (eq. 5) + temporal attention.
 
     1. self-attention whose keys/values are ``concat(x, x_ref)`` along the sequence, ``x_ref`` taken from the
-       reference UNet's same layer; samples with ``reference_index == -1`` are masked off the reference tokens;
+       reference UNet's same layer; samples without a reference (``-1``) attend over ``x`` alone, in a call of their
+       own: no mask, so each call may use FlashAttention, and the dropped branch spends nothing on reference tokens;
     2. plus geometry attention across the modalities of each frame (when enabled);
     3. plus temporal attention across the frames of each modality (when enabled).
     The three results are summed into the block's residual stream by the surrounding transformer block.
@@ -153,30 +198,39 @@ class Stage1SelfAttnProcessor:
 
     def _self_attention(self, attn: Attention, x: torch.Tensor) -> torch.Tensor:
         # x: [B, N, C]
-        batch, _, _ = x.shape
-        query, key, value = attn.to_q(x), attn.to_k(x), attn.to_v(x)
-        mask = None
-        features = None if self.state.reference is None else self.state.reference.get(self.name)
-        index = self.state.reference_index
-        if features is not None and index is not None and bool((index >= 0).any()):
-            # keys/values of the reference tokens: computed once per reference, gathered per sample
-            ref_key = attn.to_k(features)[index.clamp(min=0)]  # [R, Nr, C] -> [B, Nr, C]
-            ref_value = attn.to_v(features)[index.clamp(min=0)]
-            key = torch.cat([key, ref_key], dim=1)
-            value = torch.cat([value, ref_value], dim=1)
-            if bool((index < 0).any()):
-                keep_ref = (index >= 0)[:, None].expand(-1, features.shape[1])
-                keep_self = torch.ones(batch, x.shape[1], dtype=torch.bool, device=x.device)
-                mask = torch.cat([keep_self, keep_ref], dim=1)[:, None, None, :]  # [B, 1, 1, N + Nr]
         heads = attn.heads
-        query, key, value = (rearrange(t, "b n (h d) -> b h n d", h=heads) for t in (query, key, value))
-        out = scaled_dot_product_attention(query, key, value, mask, self.cancel_check)
+        query, key, value = (rearrange(layer(x), "b n (h d) -> b h n d", h=heads)
+                             for layer in (attn.to_q, attn.to_k, attn.to_v))
+        features = None if self.state.reference is None else self.state.reference.get(self.name)
+        runs = self.state.reference_runs
+        if features is None or runs is None:
+            out = scaled_dot_product_attention(query, key, value, None, self.cancel_check)
+        else:
+            # keys/values of the reference tokens, once per reference: [R, h, Nr, d]
+            ref_key, ref_value = (rearrange(layer(features), "r n (h d) -> r h n d", h=heads)
+                                  for layer in (attn.to_k, attn.to_v))
+            out = []
+            for start, stop, refs in runs:  # no mask: a run sees concat(x, x_ref) or x alone (flash-eligible)
+                q, k, v = query[start:stop], key[start:stop], value[start:stop]
+                if refs is not None:
+                    if len(set(refs)) == 1:  # one reference for the run (sampling): a view, no gather
+                        rk = ref_key[refs[0]].expand(stop - start, -1, -1, -1)
+                        rv = ref_value[refs[0]].expand(stop - start, -1, -1, -1)
+                    else:
+                        rk, rv = ref_key[list(refs)], ref_value[list(refs)]
+                    k, v = torch.cat([k, rk], dim=2), torch.cat([v, rv], dim=2)
+                out.append(scaled_dot_product_attention(q, k, v, None, self.cancel_check))
+            out = out[0] if len(out) == 1 else torch.cat(out, dim=0)
         out = rearrange(out, "b h n d -> b n (h d)")
         return attn.to_out[1](attn.to_out[0](out))
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None):
+    def __call__(
+        self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None
+    ):
         if hidden_states.ndim != 3:
-            raise ValueError(f"Stage-1 self-attention expects [batch, tokens, channels], got {tuple(hidden_states.shape)}")
+            raise ValueError(
+                f"Stage-1 self-attention expects [batch, tokens, channels], got {tuple(hidden_states.shape)}"
+            )
         state = self.state
         # 1. self-attention with reference injection
         out = self._self_attention(attn, hidden_states)

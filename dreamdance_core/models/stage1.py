@@ -22,7 +22,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -35,10 +35,12 @@ from torch import nn
 from ..weights import WeightFileError, load_model_strict
 from .attention import (
     GeometryAttention,
+    PoseConvIn,
     ReferenceRecordProcessor,
     Stage1AttentionState,
     Stage1SelfAttnProcessor,
     TemporalAttention,
+    reference_runs,
 )
 from .pose_guider import PoseGuider
 
@@ -49,7 +51,8 @@ TRAINABLE_GROUPS = ("base", "geometry", "temporal")
 
 
 def domain_embedding(domain: torch.Tensor, num_domains: int = NUM_DOMAINS) -> torch.Tensor:
-    """Positional-encoded one-hot domain: ``[b]`` ids -> ``[b, 2 * num_domains]`` = ``cat(sin(onehot), cos(onehot))``."""
+    """Positional-encoded one-hot domain: ``[b]`` ids -> ``[b, 2 * num_domains]`` =
+    ``cat(sin(onehot), cos(onehot))``."""
     one_hot = nn.functional.one_hot(domain.long(), num_domains).float()
     return torch.cat([torch.sin(one_hot), torch.cos(one_hot)], dim=-1)
 
@@ -112,7 +115,9 @@ def noise_schedule(prediction_type: str = "epsilon", zero_terminal_snr: bool = F
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
     if zero_terminal_snr and prediction_type == "epsilon":
-        raise ValueError("a zero terminal SNR needs prediction_type 'v_prediction' (epsilon is undefined at pure noise)")
+        raise ValueError(
+            "a zero terminal SNR needs prediction_type 'v_prediction' (epsilon is undefined at pure noise)"
+        )
     return {**SD15_NOISE_SCHEDULE, "prediction_type": prediction_type, "rescale_betas_zero_snr": zero_terminal_snr}
 
 
@@ -123,7 +128,9 @@ def _read_noise_schedule(path: Path) -> dict | None:
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise WeightFileError(f"{path} is not a readable scheduler config ({error}); delete it to use SD1.5's") from None
+        raise WeightFileError(
+            f"{path} is not a readable scheduler config ({error}); delete it to use SD1.5's"
+        ) from None
     if not isinstance(config, dict):
         raise WeightFileError(f"{path} must hold a JSON object (a diffusers scheduler config)")
     return {k: v for k, v in config.items() if k in SD15_NOISE_SCHEDULE}
@@ -157,7 +164,10 @@ class GeometryDiffusionModel(nn.Module):
             raise ValueError(f"unsupported prediction_type {self.noise_schedule['prediction_type']!r}: the Stage-1 "
                              f"sampler and trainer handle {PREDICTION_TYPES}")
         config = denoising_unet.config
-        if config.class_embed_type != "projection" or config.projection_class_embeddings_input_dim != DOMAIN_EMBEDDING_DIM:
+        if (
+            config.class_embed_type != "projection"
+            or config.projection_class_embeddings_input_dim != DOMAIN_EMBEDDING_DIM
+        ):
             raise ValueError(
                 "the denoising UNet needs a 'projection' class embedding of input dim "
                 f"{DOMAIN_EMBEDDING_DIM} for the domain embedding, got class_embed_type={config.class_embed_type!r}, "
@@ -208,6 +218,11 @@ class GeometryDiffusionModel(nn.Module):
             else AttnProcessor2_0()
             for key in self.denoising_unet.attn_processors
         })
+        # pose features are added after conv_in by a conv_in that reads them from the state (set per forward)
+        if isinstance(self.denoising_unet.conv_in, PoseConvIn):
+            self.denoising_unet.conv_in.attention_state = state
+        else:
+            self.denoising_unet.conv_in = PoseConvIn.from_conv(self.denoising_unet.conv_in, state)
 
     @classmethod
     def from_base_unet(
@@ -223,7 +238,9 @@ class GeometryDiffusionModel(nn.Module):
         reference_unet = UNet2DConditionModel.from_config(unet.config)
         reference_unet.load_state_dict(base_state, strict=True)
         denoising_config = {k: v for k, v in unet.config.items() if not k.startswith("_")}
-        denoising_config.update(class_embed_type="projection", projection_class_embeddings_input_dim=DOMAIN_EMBEDDING_DIM)
+        denoising_config.update(
+            class_embed_type="projection", projection_class_embeddings_input_dim=DOMAIN_EMBEDDING_DIM
+        )
         denoising_unet = UNet2DConditionModel.from_config(denoising_config)
         result = denoising_unet.load_state_dict(base_state, strict=False)
         unexpected_missing = [k for k in result.missing_keys if not k.startswith("class_embedding.")]
@@ -252,7 +269,9 @@ class GeometryDiffusionModel(nn.Module):
         schedule.write_text(json.dumps({"_class_name": "DDIMScheduler", **self.noise_schedule}, indent=1) + "\n")
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, *, dtype: torch.dtype | None = None) -> "GeometryDiffusionModel":
+    def from_pretrained(
+        cls, folder: str | os.PathLike, *, dtype: torch.dtype | None = None
+    ) -> "GeometryDiffusionModel":
         """Load a folder written by :meth:`save_pretrained`, strictly (every key of every component must match)."""
         folder = Path(folder)
         if not folder.is_dir():
@@ -330,7 +349,9 @@ class GeometryDiffusionModel(nn.Module):
             for key, value in saved.items():
                 setattr(state, key, value)
 
-    def encode_reference(self, reference_latents: torch.Tensor, encoder_hidden_states: torch.Tensor) -> dict[str, torch.Tensor]:
+    def encode_reference(
+        self, reference_latents: torch.Tensor, encoder_hidden_states: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Run the reference UNet once (timestep 0) and return its self-attention features per layer.
 
         Args:
@@ -358,7 +379,7 @@ class GeometryDiffusionModel(nn.Module):
         num_modalities: int,
         num_frames: int,
         reference: dict[str, torch.Tensor] | None = None,
-        reference_index: torch.Tensor | None = None,
+        reference_index: Sequence[int] | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict the noise of a ``(groups, modalities, frames)``-flattened batch.
 
@@ -370,7 +391,8 @@ class GeometryDiffusionModel(nn.Module):
             domain: ``[B]`` domain ids (0 RGB, 1 normal, 2 depth).
             num_modalities, num_frames: the batch layout.
             reference: :meth:`encode_reference` output (None: no reference injection at all).
-            reference_index: ``[B]`` which reference each sample attends to, ``-1`` for none.
+            reference_index: ``[B]`` which reference each sample attends to, ``-1`` for none: a list of ints (known on
+                the host: no device sync, one compiled graph) or a tensor (read once per call: one sync).
         """
         # 1. the layout must explain the batch
         batch = sample.shape[0]
@@ -378,7 +400,9 @@ class GeometryDiffusionModel(nn.Module):
             raise ValueError(
                 f"batch of {batch} latents is not groups x {num_modalities} modalities x {num_frames} frames"
             )
-        for name, tensor in (("encoder_hidden_states", encoder_hidden_states), ("pose_features", pose_features), ("domain", domain)):
+        for name, tensor in (
+            ("encoder_hidden_states", encoder_hidden_states), ("pose_features", pose_features), ("domain", domain)
+        ):
             if tensor.shape[0] != batch:
                 raise ValueError(f"{name} has {tensor.shape[0]} entries for a batch of {batch} latents")
         if pose_features.shape[-2:] != sample.shape[-2:]:
@@ -389,21 +413,18 @@ class GeometryDiffusionModel(nn.Module):
             )
         # 2. domain embedding, added to the time embedding through the UNet's projection class embedding
         class_labels = domain_embedding(domain).to(device=sample.device, dtype=sample.dtype)
-        # 3. pose features added right after conv_in, for this call only
-        hook = self.denoising_unet.conv_in.register_forward_hook(lambda module, args, output: output + pose_features)
-        try:
-            with self._attention(
-                num_modalities=num_modalities,
-                num_frames=num_frames,
-                reference=reference,
-                reference_index=reference_index,
-                geometry=self.use_geometry_attention,
-                temporal=self.use_temporal_attention,
-                record=None,
-            ):
-                # 4. the denoising UNet with reference injection + geometry + temporal attention in its processors
-                return self.denoising_unet(
-                    sample, timestep, encoder_hidden_states=encoder_hidden_states, class_labels=class_labels
-                ).sample
-        finally:
-            hook.remove()
+        # 3. pose features added right after conv_in (PoseConvIn reads them from the state)
+        with self._attention(
+            num_modalities=num_modalities,
+            num_frames=num_frames,
+            reference=reference,
+            reference_runs=reference_runs(reference_index) if reference is not None else None,
+            geometry=self.use_geometry_attention,
+            temporal=self.use_temporal_attention,
+            record=None,
+            pose_features=pose_features,
+        ):
+            # 4. the denoising UNet with reference injection + geometry + temporal attention in its processors
+            return self.denoising_unet(
+                sample, timestep, encoder_hidden_states=encoder_hidden_states, class_labels=class_labels
+            ).sample

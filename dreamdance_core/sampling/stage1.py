@@ -206,7 +206,7 @@ def _sample(pipeline, reference, poses, options, callback, cancel_check) -> Geom
         sample = sample.flatten(0, 1).repeat(len(groups), 1, 1, 1).to(dtype)  # [(g m f), 4, h, w]
         embeds = torch.cat([image_embeds if cond else torch.zeros_like(image_embeds) for cond in groups])
         embeds = embeds.repeat_interleave(per_group, dim=0)  # [(g m f), 1, C]
-        index = torch.tensor([0 if cond else -1 for cond in groups], device=device).repeat_interleave(per_group)
+        index = [0 if cond else -1 for cond in groups for _ in range(per_group)]  # host-side: no device sync
         domain = torch.arange(NUM_DOMAINS, device=device).repeat_interleave(f).repeat(len(groups))
         out = model(
             sample,
