@@ -103,7 +103,9 @@ def main(argv=None):
                    "--precision", args.precision, "--resolution", *map(str, args.resolution),
                    "--frames", str(count), "--steps", str(args.steps), "--window", str(args.window),
                    "--overlap", str(args.overlap)]
-        result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout.splitlines()[-1])
+        result = json.loads(
+            subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout.splitlines()[-1]
+        )
         print(f"{count:>6} {result['seconds']:>9.2f} {result['s_per_frame_step']:>13.4f} {result['peak_mib']:>9.0f} "
               f"{result['reference_unet_calls']:>15}")
 

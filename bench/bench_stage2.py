@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         show(result)
     ratio_t = grown[1]["controlled_s"] / grown[0]["controlled_s"]
     ratio_m = grown[1]["controlled_peak_rss_mib"] / grown[0]["controlled_peak_rss_mib"]
-    print(f"tiny growth 16 -> 64 frames (windows 16/4, decode chunks of 8): time x{ratio_t:.2f}, peak RSS x{ratio_m:.2f}")
+    print(f"tiny growth 16 -> 64 frames (windows 16/4, decode chunks of 8): time x{ratio_t:.2f}, "
+          f"peak RSS x{ratio_m:.2f}")
     if not args.skip_svd:
         width, height = (int(v) for v in args.svd_size.split("x"))
         print(f"SVD-XT-sized architecture with random weights at a REDUCED size {width}x{height}, "

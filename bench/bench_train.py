@@ -1,8 +1,9 @@
 """Training speed and memory of the tiny training configs on this machine (CPU unless a GPU is visible).
 
 Runs ``train/stage1.py --config train/configs/stage1_tiny.yaml`` for each paper step, then ``train/stage2.py`` with
-``stage2_tiny.yaml``, on a synthetic dataset and prints, per run, the steady-state steps per second (first step excluded) and the peak memory that the script
-logs in ``logs.jsonl`` (resident set size on a CPU, CUDA allocator peak on a GPU), plus the first and last losses.
+``stage2_tiny.yaml``, on a synthetic dataset and prints, per run, the steady-state steps per second (first step
+excluded) and the peak memory that the script logs in ``logs.jsonl`` (resident set size on a CPU, CUDA allocator peak
+on a GPU), plus the first and last losses.
 
     python -m bench.bench_train [--steps 20] [--width 64 --height 96 --num_frames 4] [--threads 1]
 """

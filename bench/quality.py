@@ -110,7 +110,9 @@ def check_held_out(held_out: Sequence[tuple[int, int, int]], train_seed: int, tr
 
 def skeleton_images(keypoints: np.ndarray, width: int, height: int, style: RenderStyle | None = None) -> np.ndarray:
     """OpenPose-18 pixel keypoints ``[F, 18, 3]`` -> rendered skeletons ``uint8 [F, H, W, 3]`` (as in training)."""
-    sequence = PoseSequence.empty(len(keypoints), 1, (width, height)).replace(body=keypoints[:, None].astype(np.float64))
+    sequence = PoseSequence.empty(len(keypoints), 1, (width, height)).replace(
+        body=keypoints[:, None].astype(np.float64)
+    )
     return render_poses(sequence, width, height, style or RenderStyle())
 
 
@@ -171,7 +173,9 @@ def mean_scores(per_case: Sequence[Scores]) -> Scores:
 def reference_repeated(case: Case) -> Scores:
     """The reference frame's exact depth, normal and image, repeated for every frame."""
     frames = case.rgb.shape[0]
-    depth, normal, image = (x.expand(frames, -1, -1, -1) for x in (case.reference_depth, case.reference_normal, case.reference))
+    depth, normal, image = (
+        x.expand(frames, -1, -1, -1) for x in (case.reference_depth, case.reference_normal, case.reference)
+    )
     return {**geometry_scores(depth, normal, case), **video_scores(image, case)}
 
 
@@ -283,7 +287,9 @@ def run_per_case(cases: Sequence[Case], settings: Settings, geometry=None, video
             per_case.setdefault(name, []).append(video_scores(variant(case), case))
         if geometry is not None and video is not None:
             maps = {"pose": case.poses, "depth": outputs["Stage 1"].depth, "normal": outputs["Stage 1"].normal}
-            per_case.setdefault("Stage 1 → Stage 2", []).append(video_scores(run_stage2(video, case, maps, settings), case))
+            per_case.setdefault("Stage 1 → Stage 2", []).append(
+                video_scores(run_stage2(video, case, maps, settings), case)
+            )
     return per_case
 
 
@@ -381,9 +387,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample-seed", type=int, default=0, help="noise seed of the samplers")
     parser.add_argument("--train-seed", type=int, default=DEFAULT_TRAIN_SEED, help="training set's master seed")
     parser.add_argument("--train-videos", type=int, default=DEFAULT_TRAIN_VIDEOS, help="training set's video count")
-    parser.add_argument("--sheet", help="PNG file for a contact sheet of the first held-out clip: reference, pose, then "
-                        "Stage 1's RGB / normal / depth and Stage 2's video (on the exact geometry) each above the "
-                        "ground truth")
+    parser.add_argument("--sheet", help="PNG file for a contact sheet of the first held-out clip: reference, "
+                        "pose, then Stage 1's RGB / normal / depth and Stage 2's video (on the exact geometry) each "
+                        "above the ground truth")
     parser.add_argument("--record", help="JSON file to store the results and margins in (key 'benchmark'; other keys "
                         "kept), e.g. a demo checkpoint's demo.json")
     args = parser.parse_args(argv)
@@ -464,7 +470,8 @@ def write_record(
 
     path = Path(path)
     record = json.loads(path.read_text()) if path.is_file() else {}
-    keys = ("cases", "frames", "width", "height", "steps", "cfg", "video_steps", "min_cfg", "max_cfg", "seed", "sample_seed")
+    keys = ("cases", "frames", "width", "height", "steps", "cfg", "video_steps", "min_cfg", "max_cfg", "seed",
+            "sample_seed")
     settings = {k: getattr(args, k) for k in keys}
     record["benchmark"] = {
         "settings": settings, "results": results, "margins": model_margins, "intervals": intervals, "wins": model_wins,

@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     source = parser.add_argument_group("inputs")
     source.add_argument("--reference", type=Path, help="reference image (default: a synthetic mannequin)")
-    source.add_argument("--pose", type=Path, help="POSE_KEYPOINT or OpenPose JSON file (default: built-in sample dance)")
+    source.add_argument("--pose", type=Path,
+                        help="POSE_KEYPOINT or OpenPose JSON file (default: built-in sample dance)")
     source.add_argument("--frames", type=int, default=8, help="frames of the built-in dance (default 8)")
     source.add_argument("--fit", choices=FIT_MODES, default=DEFAULT_FIT, help=f"{FIT_HELP} Default: {DEFAULT_FIT}.")
     weights = parser.add_argument_group("weights (none given: the shipped demo checkpoint, else a tiny random model)")
@@ -42,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--width", type=int, help="width, multiple of 8 (default 256; the demo/tiny model: 64)")
     sampling.add_argument("--height", type=int, help="height, multiple of 8 (default 384; the demo/tiny model: 96)")
-    sampling.add_argument("--steps", type=int, help="denoising steps (default 25; the demo: its demo.json; tiny random: 8)")
+    sampling.add_argument("--steps", type=int, help="denoising steps (default 25; the demo: its demo.json; tiny "
+                          "random: 8)")
     sampling.add_argument("--cfg", type=float, nargs=3, metavar=("RGB", "NORMAL", "DEPTH"),
                           help="guidance per domain, ordinary CFG convention (paper's s = cfg - 1); default 3.5 2.5 "
                           "3.5, the demo: its demo.json")
@@ -53,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                           help=f"Stage-1 sampler (default {STAGE1_DEFAULT})")
     video = parser.add_argument_group("video (Stage 2)")
     video.add_argument("--video-width", type=int, help="default: 2x the Stage-1 width (the demo/tiny model: the same)")
-    video.add_argument("--video-height", type=int, help="default: 2x the Stage-1 height (the demo/tiny model: the same)")
+    video.add_argument("--video-height", type=int,
+                       help="default: 2x the Stage-1 height (the demo/tiny model: the same)")
     video.add_argument("--video-steps", type=int, help="denoising steps (default 25; the demo: its demo.json; tiny "
                        "random: 8)")
     video.add_argument("--min-cfg", type=float, help="guidance of the first frame (default 1; the demo: its demo.json)")
@@ -257,7 +260,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("Stage 2 needs --stage2 (DreamDance Stage-2 weights); or pass --geometry-only")
     poses = _pose_sequence(args, width, height)
     scale = 2 if video_source == WEIGHTS else 1
-    video_size = None if args.geometry_only else (args.video_width or scale * width, args.video_height or scale * height)
+    video_size = (
+        None if args.geometry_only else (args.video_width or scale * width, args.video_height or scale * height)
+    )
     _check_work(args, poses.num_frames, width, height, video_size)
     if source == TINY:
         print(
@@ -273,8 +278,9 @@ def run(args: argparse.Namespace) -> int:
         print("NOTE: Stage 2 runs a TINY RANDOMLY INITIALISED video model (this copy has no Stage-2 demo checkpoint):\n"
               "      its video frames are noise. Pass --stage2 (and --svd) for real weights, or --geometry-only.")
     elif not args.geometry_only and video_source == DEMO:
-        print(f"Stage 2: the shipped demo checkpoint ({video_demo.path}): a small model (with its own small SVD) trained "
-              f"on synthetic mannequins at {video_demo.width}x{video_demo.height}. Pass --stage2/--svd for real weights.")
+        print(f"Stage 2: the shipped demo checkpoint ({video_demo.path}): a small model (with its own small SVD) "
+              f"trained on synthetic mannequins at {video_demo.width}x{video_demo.height}. Pass --stage2/--svd for "
+              "real weights.")
     geometry.to(device=args.device)
 
     pose_frames = render_poses(poses, width, height, fit=args.fit)  # uint8 [F, H, W, 3]

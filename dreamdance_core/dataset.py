@@ -27,8 +27,9 @@ may carry more keys (the synthetic generator records its character / motion / sc
 
 Each map has a codec (:class:`MapCodec`: :data:`FRAMES`, :data:`DEPTH`, :data:`NORMAL`, :data:`POSE`, :data:`MASK`;
 more in :mod:`dreamdance_core.modalities`, which registers the control modalities) that checks, writes, reads back,
-validates and turns it into a control map. Reading returns model-ready arrays (:class:`Clip`) and can resize to another W x H: the frames are scaled to cover
-the target and centre-cropped, and the keypoints get the same scale and shift. :class:`ClipDataset` serves
+validates and turns it into a control map. Reading returns model-ready arrays (:class:`Clip`) and can resize to
+another W x H: the frames are scaled to cover the target and centre-cropped, and the keypoints get the same scale
+and shift. :class:`ClipDataset` serves
 fixed-length clips as torch tensors in -1..1. :func:`validate_dataset` reports broken items with their paths;
 ``policy="skip"`` drops broken videos with a warning, ``policy="error"`` stops. A clip that fails to read while
 training is handled by the same policy: never silently trained on.
@@ -454,8 +455,8 @@ def check_video_id(video_id: Any, index_path: str | Path = "dataset.json") -> st
     from pathlib import PurePosixPath, PureWindowsPath
 
     if not isinstance(video_id, str) or not video_id.strip():
-        raise DatasetError(f"{index_path}: video id {video_id!r:.60} must be a non-empty folder name inside the dataset "
-                           "folder; list the video folders by name")
+        raise DatasetError(f"{index_path}: video id {video_id!r:.60} must be a non-empty folder name inside the "
+                           "dataset folder; list the video folders by name")
     parts = video_id.replace("\\", "/").split("/")
     if (PurePosixPath(video_id).is_absolute() or PureWindowsPath(video_id).is_absolute() or ".." in parts
             or any(ord(c) < 32 for c in video_id)):

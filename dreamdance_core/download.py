@@ -201,7 +201,9 @@ def _staging_folder(entry: CatalogEntry, folder: Path) -> Path:
             )
         return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
     except OSError as error:
-        raise DiskError(f"cannot write into the {entry.kind} folder {folder} for {entry.describe()}: {error}") from error
+        raise DiskError(
+            f"cannot write into the {entry.kind} folder {folder} for {entry.describe()}: {error}"
+        ) from error
 
 
 def _fetch(

@@ -52,7 +52,8 @@ def load_image(path: str | os.PathLike, width: int, height: int, fit: Fit = DEFA
 
 
 def colorize_depth(depth_images: torch.Tensor) -> np.ndarray:
-    """Depth images (see :mod:`dreamdance_core.geometry`) -> ``uint8 [F, H, W, 3]`` TURBO colour map, background black."""
+    """Depth images (see :mod:`dreamdance_core.geometry`) -> ``uint8 [F, H, W, 3]`` TURBO colour map, background
+    black."""
     import cv2
 
     grey = to_uint8(depth_images)[..., 0]

@@ -133,7 +133,9 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """Mean SSIM of images ``[F, C, H, W]`` in 0..1 (Gaussian window; see the module docstring)."""
     _check_images(prediction, target)
     if min(prediction.shape[-2:]) < SSIM_WINDOW:
-        raise MetricInputError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(prediction.shape[-2:])}")
+        raise MetricInputError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(prediction.shape[-2:])}"
+        )
     x = prediction.double().flatten(0, 1)[:, None]  # [F*C, 1, H, W]
     y = target.double().flatten(0, 1)[:, None]
     window = _gaussian_window(SSIM_WINDOW, SSIM_SIGMA, torch.float64)

@@ -51,7 +51,9 @@ class RobustConditioning:
         masks = {}
         for name, maps in controls.items():
             if maps.ndim < 4:
-                raise ValueError(f"robust conditioning: {name} maps must be [..., frames, C, H, W], got {tuple(maps.shape)}")
+                raise ValueError(
+                    f"robust conditioning: {name} maps must be [..., frames, C, H, W], got {tuple(maps.shape)}"
+                )
             p = float(self.probabilities.get(name, 0.0))
             draws = torch.rand(maps.shape[:-3], generator=generator, device=generator.device if generator else "cpu")
             masks[name] = (draws < p).to(maps.device)

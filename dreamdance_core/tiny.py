@@ -92,7 +92,9 @@ def tiny_stage1(seed: int = 0):
     from .models.stage1 import GeometryDiffusionModel
 
     torch.manual_seed(seed)
-    return GeometryDiffusionModel.from_base_unet(tiny_unet(), pose_guider_channels=(8, 8, 16, 16), attention_heads=4).eval()
+    return GeometryDiffusionModel.from_base_unet(
+        tiny_unet(), pose_guider_channels=(8, 8, 16, 16), attention_heads=4
+    ).eval()
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -44,7 +44,9 @@ def _is_number(value) -> bool:
     return isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_number(name: str, value, low: float | None = None, high: float | None = None, fix: str | None = None) -> float:
+def check_number(
+    name: str, value, low: float | None = None, high: float | None = None, fix: str | None = None
+) -> float:
     """``value`` as a finite float in ``low..high`` (either bound may be None); else an :class:`InputError`."""
     if not _is_number(value):
         raise InputError(f"{name} must be a number, got {value!r:.60}; {fix or 'give a number'}")
@@ -144,7 +146,9 @@ def check_filename_prefix(prefix, name: str = "filename_prefix") -> str:
         raise InputError(f"{name} contains control characters ({', '.join(bad)}); use letters, digits, '-', '_', '/'")
     parts = prefix.replace("\\", "/").split("/")
     if PurePosixPath(prefix).is_absolute() or PureWindowsPath(prefix).is_absolute() or ".." in parts:
-        raise InputError(f"{name} {prefix[:80]!r} leaves the output folder; give a path under it, like 'dreamdance/pose'")
+        raise InputError(
+            f"{name} {prefix[:80]!r} leaves the output folder; give a path under it, like 'dreamdance/pose'"
+        )
     for part in parts:
         if len(part.encode()) > MAX_NAME_BYTES:
             raise InputError(
@@ -190,8 +194,8 @@ def check_images(name: str, images, layout: str = CORE, frames: int | None = Non
     low, high = _RANGES[layout]
     if not tensor.is_floating_point():
         raise InputError(
-            f"{name} holds {str(tensor.dtype).replace('torch.', '')} values; images must be floats in {low:g}..{high:g}:"
-            f" {_CONVERT[layout]}"
+            f"{name} holds {str(tensor.dtype).replace('torch.', '')} values; images must be floats in "
+            f"{low:g}..{high:g}: {_CONVERT[layout]}"
         )
     count = tensor.shape[0]
     height, width = tensor.shape[-2:] if layout == CORE else tensor.shape[1:3]

@@ -101,7 +101,8 @@ class DreamDanceWindowOptions:
                 "overlap": ("INT", {"default": 4, "min": 0, "max": 255, "tooltip": "Frames shared by neighbouring "
                             "windows; must be smaller than the length."}),
                 "weighting": (["flat", "pyramid"], {"default": "flat", "tooltip": "flat: plain average of the "
-                              "overlaps (the paper). pyramid: weights taper towards window edges (smoother hand-offs)."}),
+                              "overlaps (the paper). pyramid: weights taper towards window edges (smoother "
+                              "hand-offs)."}),
                 "retain_first_frame": ("BOOLEAN", {"default": False, "tooltip": "Put frame 0 into every window so "
                                        "each window sees the frame closest to the reference."}),
             }

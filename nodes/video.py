@@ -124,7 +124,8 @@ class DreamDanceAnimate:
             "optional": {
                 "pose_images": ("IMAGE", {"tooltip": "Rendered pose skeletons, one per frame."}),
                 "depth": ("IMAGE", {"tooltip": "Depth maps, one per frame (from Pose to Geometry or any estimator)."}),
-                "normal": ("IMAGE", {"tooltip": "Normal maps, one per frame (from Pose to Geometry or any estimator)."}),
+                "normal": ("IMAGE", {"tooltip": "Normal maps, one per frame (from Pose to Geometry or any "
+                                     "estimator)."}),
                 "windows": (WINDOWS, {"tooltip": "Window options for long videos (default: all frames at once)."}),
                 "fit": fit_input(),
                 "scheduler": (list(STAGE2_SCHEDULERS), {"default": STAGE2_DEFAULT, "tooltip": "Sampler: euler (the "

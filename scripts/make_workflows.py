@@ -34,7 +34,8 @@ IMAGE_NODE = (240, 400)  # Load Image nodes are sized up front: the preview that
 MANNEQUIN = (1, 2, 3)  # character, motion and scene seeds of the synthetic example person
 THUMBNAIL_SIZE = (480, 320)
 THUMBNAIL_MAX_BYTES = 60_000
-# Stage 1 as the shipped demo checkpoint samples (dreamdance_core/demo/stage1/demo.json); real weights: 256x384, 25 steps
+# Stage 1 as the shipped demo checkpoint samples (dreamdance_core/demo/stage1/demo.json);
+# real weights: 256x384, 25 steps
 DEMO_STAGE1 = stage1_demo()
 STAGE1 = {"width": DEMO_STAGE1.width, "height": DEMO_STAGE1.height, "steps": DEMO_STAGE1.steps,
           **dict(zip(("cfg_rgb", "cfg_normal", "cfg_depth"), DEMO_STAGE1.guidance))}
@@ -196,7 +197,8 @@ def pose_editing() -> Workflow:
     )
 
 
-# Stage 2 as the shipped demo checkpoint samples (dreamdance_core/demo/stage2/demo.json); real weights: 512x768, 25 steps
+# Stage 2 as the shipped demo checkpoint samples (dreamdance_core/demo/stage2/demo.json);
+# real weights: 512x768, 25 steps
 DEMO_STAGE2 = stage2_demo()
 STAGE2 = {"width": DEMO_STAGE2.width, "height": DEMO_STAGE2.height, "steps": DEMO_STAGE2.steps,
           **dict(zip(("min_cfg", "max_cfg"), DEMO_STAGE2.guidance))}

@@ -118,7 +118,10 @@ def _expected_stage2_inputs(reference, pose, width, height, fit):
     from dreamdance_core.media import from_uint8, load_image
     from dreamdance_core.pose import load_pose_file, render_poses
 
-    return load_image(reference, width, height, fit), from_uint8(render_poses(load_pose_file(pose), width, height, fit=fit))
+    return (
+        load_image(reference, width, height, fit),
+        from_uint8(render_poses(load_pose_file(pose), width, height, fit=fit)),
+    )
 
 
 def test_stage2_gets_the_reference_and_poses_at_the_video_size(tmp_path, monkeypatch):

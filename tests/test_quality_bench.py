@@ -50,9 +50,11 @@ def test_the_table_has_every_row_and_column(run):
         assert all(re.fullmatch(r"-?\d+\.\d+", c) for c in rows[name]), rows[name]
     geometry_columns = len(quality.GEOMETRY_METRICS)
     for name in expected[2:5]:
-        assert all(c != "–" for c in rows[name][:geometry_columns]) and all(c == "–" for c in rows[name][geometry_columns:])
+        assert (all(c != "–" for c in rows[name][:geometry_columns])
+                and all(c == "–" for c in rows[name][geometry_columns:]))
     for name in expected[5:]:
-        assert all(c == "–" for c in rows[name][:geometry_columns]) and all(c != "–" for c in rows[name][geometry_columns:])
+        assert (all(c == "–" for c in rows[name][:geometry_columns])
+                and all(c != "–" for c in rows[name][geometry_columns:]))
     assert "margin over the best baseline" in text and "TINY RANDOM MODELS" in text
 
 

@@ -45,7 +45,9 @@ def test_fresh_model_reproduces_the_base_unet():
     inputs = batch()
     base.set_attn_processor(AttnProcessor2_0())
     with torch.no_grad():
-        expected = base(inputs["sample"], inputs["timestep"], encoder_hidden_states=inputs["encoder_hidden_states"]).sample
+        expected = base(
+            inputs["sample"], inputs["timestep"], encoder_hidden_states=inputs["encoder_hidden_states"]
+        ).sample
     # pose guider, domain embedding, geometry and temporal attention are all on, all zero-initialised
     pose = model.encode_pose(torch.randn(M * F, 3, 8 * H, 8 * W))
     assert torch.count_nonzero(pose) == 0
@@ -218,11 +220,15 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         g = torch.Generator().manual_seed(0)
         groups, m, f = 2, 3, 2
         batch = groups * m * f
-        reference = model.encode_reference(torch.randn(groups, 4, 8, 8, generator=g), torch.randn(groups, 1, 32, generator=g))
+        reference = model.encode_reference(
+            torch.randn(groups, 4, 8, 8, generator=g), torch.randn(groups, 1, 32, generator=g)
+        )
         out = model(
             torch.randn(batch, 4, 8, 8, generator=g), torch.tensor(500), torch.randn(batch, 1, 32, generator=g),
-            model.encode_pose(torch.randn(batch, 3, 64, 64, generator=g)), torch.arange(m).repeat_interleave(f).repeat(groups),
-            num_modalities=m, num_frames=f, reference=reference, reference_index=torch.tensor([0, -1]).repeat_interleave(m * f),
+            model.encode_pose(torch.randn(batch, 3, 64, 64, generator=g)),
+            torch.arange(m).repeat_interleave(f).repeat(groups),
+            num_modalities=m, num_frames=f, reference=reference,
+            reference_index=torch.tensor([0, -1]).repeat_interleave(m * f),
         )
         out.square().mean().backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])

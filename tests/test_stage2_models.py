@@ -217,7 +217,8 @@ def test_controlnet_gradient_checkpointing_gives_the_same_gradients():
             assert controlnet.is_gradient_checkpointing
         g = torch.Generator().manual_seed(0)
         sample = torch.randn(1, 2, 8, 8, 8, generator=g)
-        down, mid = controlnet(sample, torch.tensor(10.0), torch.randn(1, 1, 32, generator=g), torch.randn(1, 3, generator=g),
+        down, mid = controlnet(sample, torch.tensor(10.0), torch.randn(1, 1, 32, generator=g),
+                               torch.randn(1, 3, generator=g),
                                controlnet_cond=torch.randn(2, 32, 8, 8, generator=g), return_dict=False)
         (sum(d.square().mean() for d in down) + mid.square().mean()).backward()
         return torch.cat([p.grad.flatten() for p in controlnet.parameters() if p.grad is not None])

@@ -114,19 +114,26 @@ class FrameByFrameUNet(nn.Module):
         return self.unet.dtype
 
     def forward(self, sample, *args, return_dict=False, **kwargs):
-        frames = [self.unet(sample[:, i : i + 1], *args, return_dict=False, **kwargs)[0] for i in range(sample.shape[1])]
+        frames = [
+            self.unet(sample[:, i : i + 1], *args, return_dict=False, **kwargs)[0] for i in range(sample.shape[1])
+        ]
         return (torch.cat(frames, dim=1),)
 
 
 def test_one_window_equals_no_windowing(parts):
     components, _ = parts
     plain = sample(components, reference_image(W, H), options(steps=1))
-    long_window = sample(components, reference_image(W, H), options(steps=1, windows=WindowOptions(length=3, overlap=1)))
+    long_window = sample(
+        components, reference_image(W, H), options(steps=1, windows=WindowOptions(length=3, overlap=1))
+    )
     shorter = sample(components, reference_image(W, H), options(steps=1, windows=WindowOptions(length=8, overlap=2)))
     assert torch.equal(plain, long_window) and torch.equal(plain, shorter)
 
 
-@pytest.mark.parametrize("windows", [WindowOptions(length=2, overlap=1), WindowOptions(length=3, overlap=1, weighting="pyramid", retain_first=True)])
+@pytest.mark.parametrize(
+    "windows",
+    [WindowOptions(length=2, overlap=1), WindowOptions(length=3, overlap=1, weighting="pyramid", retain_first=True)],
+)
 def test_overlapping_windows_average_per_frame_predictions(parts, windows):
     """With a per-frame model every window predicts the same for a frame, so the blend must equal no windowing;
     5 frames in windows of 2 or 3 do not divide evenly."""
@@ -148,7 +155,8 @@ def test_controlled_windowed_sampling_runs_and_reports_progress(parts):
     trained = randomize_(tiny_controlnet(components.unet), scale=0.1)
     out = sample(
         components, reference_image(W, H), options(num_frames=5, windows=WindowOptions(length=3, overlap=1)),
-        control(parts, frames=5, controlnet=trained), callback=lambda step, total, preview: calls.append((step, total, preview)),
+        control(parts, frames=5, controlnet=trained),
+        callback=lambda step, total, preview: calls.append((step, total, preview)),
     )
     assert out.shape == (5, 3, H, W)
     assert [(step, total) for step, total, _ in calls] == [(i, 4) for i in range(1, 5)]  # 2 steps x 2 windows

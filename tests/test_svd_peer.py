@@ -1,5 +1,5 @@
-"""Stage 2 with an absent control is SVD: ``sample_stage2`` equals diffusers' ``StableVideoDiffusionPipeline`` built from
-the same tiny components, on the same noise.
+"""Stage 2 with an absent control is SVD: ``sample_stage2`` equals diffusers' ``StableVideoDiffusionPipeline``
+built from the same tiny components, on the same noise.
 
 Noise: ``sample_stage2`` draws the augmentation noise and then the initial latents from one CPU generator seeded by
 ``seed``; the pipeline draws the augmentation noise from its ``generator`` (``randn_tensor(image.shape, ...)``) and

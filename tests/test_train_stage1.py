@@ -93,7 +93,9 @@ def test_each_step_trains_exactly_its_parameters(three_steps, step):
     trained = {1: "base", 2: "geometry", 3: "temporal"}[step]
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     assert changed, f"step {step} changed nothing"
-    assert changed <= groups[trained], f"step {step} changed parameters outside {trained}: {sorted(changed - groups[trained])[:5]}"
+    assert changed <= groups[trained], (
+        f"step {step} changed parameters outside {trained}: {sorted(changed - groups[trained])[:5]}"
+    )
     # AdamW with weight decay moves every trainable tensor; most of the group must have moved
     assert len(changed) > 0.5 * len(groups[trained])
 
@@ -214,7 +216,8 @@ def test_paper_configs_match_the_table(train_modules):
         extra = [] if step == 1 else ["--init_from", "w"]
         args = parse_args(["--config", str(REPO / f"train/configs/stage1_step{step}.yaml"), "--train_data_dir", "d",
                            "--output_dir", "o", "--pretrained_model", "sd", "--image_encoder", "clip", *extra])
-        assert (args.training_step, args.learning_rate, args.lr_warmup_steps, args.max_train_steps) == (step, lr, 500, 60000)
+        assert ((args.training_step, args.learning_rate, args.lr_warmup_steps, args.max_train_steps)
+                == (step, lr, 500, 60000))
         assert (args.width, args.height, args.num_frames) == (256, 384, 16)
     args = parse_args(["--config", str(REPO / "train/configs/stage1_step1.yaml"), "--learning_rate", "1e-5",
                        "--train_data_dir", "d", "--output_dir", "o", "--tiny", "true"])

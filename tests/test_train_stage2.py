@@ -112,7 +112,8 @@ def test_edm_conventions_match_svd_sampling(stage2):
 def test_paper_config(stage2):
     args = stage2.parse_args(["--config", str(REPO / "train/configs/stage2.yaml"), "--train_data_dir", "d",
                               "--output_dir", "o", "--pretrained_svd", "svd.safetensors"])
-    assert (args.learning_rate, args.max_train_steps, args.width, args.height, args.num_frames) == (2e-5, 50000, 512, 768, 16)
+    assert ((args.learning_rate, args.max_train_steps, args.width, args.height, args.num_frames)
+            == (2e-5, 50000, 512, 768, 16))
     with pytest.raises(ValueError, match="--pretrained_svd"):
         stage2.parse_args(["--train_data_dir", "d", "--output_dir", "o"])
 

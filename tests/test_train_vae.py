@@ -47,7 +47,8 @@ def test_vae_trainer_writes_a_base_the_stage1_loader_accepts_and_learns(tmp_path
         reconstruction = pipeline.vae.decode(pipeline.vae.encode(held_out).latent_dist.mode()).sample.clamp(-1, 1)
     mse = ((reconstruction - held_out) / 2).double().pow(2).flatten(1).mean(1)
     assert record["eval_psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), abs=1e-4)
-    unet = pipeline.model.denoising_unet.config  # the base UNet, converted: latents in and out, attention one level down
+    # the base UNet, converted: latents in and out, attention one level down
+    unet = pipeline.model.denoising_unet.config
     assert (unet.in_channels, unet.out_channels) == (8, 8)
     assert list(unet.down_block_types) == ["DownBlock2D", "CrossAttnDownBlock2D"]
     assert list(unet.up_block_types) == ["CrossAttnUpBlock2D", "UpBlock2D"]

@@ -121,7 +121,9 @@ def test_a_shipped_demo_is_offered_after_user_weights_and_loads(nodes, comfy_stu
 
 def test_missing_svd_says_where_to_get_it(nodes, comfy_stubs):
     components = tiny_svd_components()
-    save_stage2_control(comfy_stubs.models_dir / "dreamdance" / "bare", tiny_controller(), tiny_controlnet(components.unet))
+    save_stage2_control(
+        comfy_stubs.models_dir / "dreamdance" / "bare", tiny_controller(), tiny_controlnet(components.unet)
+    )
     with pytest.raises(Exception, match="svd_xt_1_1.safetensors"):
         _run(nodes.DreamDanceVideoModelLoader, stage2_weights="bare", svd_checkpoint="(none)", precision="fp32",
              keep_loaded=False)

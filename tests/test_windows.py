@@ -19,7 +19,9 @@ from dreamdance_core.sampling.windows import WindowOptions, blend_windows, windo
 )
 def test_windows_cover_every_frame_with_the_requested_length(num_frames, length, overlap_fraction, retain_first):
     limit = length - 1 - (1 if retain_first else 0)
-    options = WindowOptions(length=length, overlap=min(limit, int(overlap_fraction * length)), retain_first=retain_first)
+    options = WindowOptions(
+        length=length, overlap=min(limit, int(overlap_fraction * length)), retain_first=retain_first
+    )
     windows = window_indices(num_frames, options)
     covered = sorted({i for w in windows for i in w})
     assert covered == list(range(num_frames))

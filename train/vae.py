@@ -228,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         (output / SCHEDULER_CONFIG).write_text(json.dumps(scheduler, indent=1))
     record = {"args": vars(args), "mean_loss_per_100_steps": losses, "seconds": time.perf_counter() - started}
     if args.eval_data_dir:
-        held_out = load_images(args.eval_data_dir, args.width, args.height, args.clip_frames if args.kind == "svd" else None)
+        held_out = load_images(
+            args.eval_data_dir, args.width, args.height, args.clip_frames if args.kind == "svd" else None
+        )
         record["eval_psnr"] = reconstruction_psnr(vae, held_out)
         print(f"reconstruction PSNR on {len(held_out)} held-out {'clips' if held_out.ndim == 5 else 'images'} of "
               f"{args.eval_data_dir}: {record['eval_psnr']:.2f} dB")

@@ -92,7 +92,9 @@ class CrossDomainController(ModelMixin, ConfigMixin):
         if not block_channels or min(block_channels) < 1:
             raise ValueError(f"CrossDomainController: block_channels must be positive widths, got {block_channels}")
         if geometry_tokens not in ("pixel", "frame"):
-            raise ValueError(f"CrossDomainController: geometry_tokens must be 'pixel' or 'frame', got {geometry_tokens!r}")
+            raise ValueError(
+                f"CrossDomainController: geometry_tokens must be 'pixel' or 'frame', got {geometry_tokens!r}"
+            )
         self.encoders = nn.ModuleDict(
             {name: ModalityEncoder(in_channels, tuple(block_channels), out_channels) for name in modalities}
         )
@@ -131,7 +133,9 @@ class CrossDomainController(ModelMixin, ConfigMixin):
                 f"the control maps have different frame counts {frames}; give every modality one map per frame"
             )
         if len(set(shape.values())) != 1:
-            raise ControlMapError(f"the control maps have different sizes (width, height) {shape}; resize them to one size")
+            raise ControlMapError(
+                f"the control maps have different sizes (width, height) {shape}; resize them to one size"
+            )
         count, map_size = next(iter(frames.values())), next(iter(shape.values()))
         if count < 1:
             raise ControlMapError("the control maps hold no frames; give at least 1 frame")
@@ -174,7 +178,9 @@ class CrossDomainController(ModelMixin, ConfigMixin):
         strengths = dict(strengths or {})
         unknown = set(strengths) - set(self.modalities)
         if unknown:
-            raise ControlMapError(f"strengths given for unknown modalities {sorted(unknown)}; known: {list(self.modalities)}")
+            raise ControlMapError(
+                f"strengths given for unknown modalities {sorted(unknown)}; known: {list(self.modalities)}"
+            )
         # 1. encode each modality at its strength: [f, 3, H, W] -> [f, c, h, w]
         features = torch.stack(
             [self.encode_modality(name, controls[name], float(strengths.get(name, 1.0))) for name in self.modalities],
@@ -192,6 +198,8 @@ class CrossDomainController(ModelMixin, ConfigMixin):
             delta = rearrange(self.geometry(tokens), "f m (h w) c -> f m c h w", h=h, w=w)
         return features + delta
 
-    def forward(self, controls: Mapping[str, torch.Tensor], strengths: Mapping[str, float] | None = None) -> torch.Tensor:
+    def forward(
+        self, controls: Mapping[str, torch.Tensor], strengths: Mapping[str, float] | None = None
+    ) -> torch.Tensor:
         """Guidance feature ``[f, out_channels, H / s, W / s]`` from maps ``{name: [f, 3, H, W]}`` in -1..1."""
         return self.encode(controls, strengths).sum(dim=1)

@@ -226,7 +226,9 @@ def _load_json(path: Path):
     except RecursionError:
         raise PoseError(_TOO_DEEP.format(source=f"pose file {path}")) from None
     except IsADirectoryError:
-        raise PoseError(f"pose file {path} is a folder; give a .json file or a folder of per-frame .json files") from None
+        raise PoseError(
+            f"pose file {path} is a folder; give a .json file or a folder of per-frame .json files"
+        ) from None
     except OSError as error:
         raise PoseError(f"pose file {path} cannot be read ({error.strerror or error}); check the path") from None
 

@@ -71,7 +71,10 @@ def window_indices(num_frames: int, options: WindowOptions | None) -> list[list[
     if options.retain_first:
         inner_length = options.length - 1
         stride = inner_length - options.overlap
-        return [[0] + list(range(1 + s, 1 + s + inner_length)) for s in _uniform_starts(num_frames - 1, inner_length, stride)]
+        return [
+            [0] + list(range(1 + s, 1 + s + inner_length))
+            for s in _uniform_starts(num_frames - 1, inner_length, stride)
+        ]
     stride = options.length - options.overlap
     return [list(range(s, s + options.length)) for s in _uniform_starts(num_frames, options.length, stride)]
 

@@ -227,9 +227,10 @@ RANDOM_STATES = "random_states_{}.pkl"  # accelerate's name for each process's R
 
 
 def check_random_states(folder: str | os.PathLike, process_index: int = 0) -> bool:
-    """Whether ``folder`` holds this process's RNG states as accelerate saves them. A file that cannot be read (tampered,
-    truncated, or a pickle that is not weights-only) is refused: accelerate would ignore it without a word, and the
-    "exact" resume would silently not be. A missing file gives a loud warning and False (the resume is not exact)."""
+    """Whether ``folder`` holds this process's RNG states as accelerate saves them. A file that cannot be read
+    (tampered, truncated, or a pickle that is not weights-only) is refused: accelerate would ignore it without a word,
+    and the "exact" resume would silently not be. A missing file gives a loud warning and False (the resume is not
+    exact)."""
     from accelerate.utils.other import load
 
     path = Path(folder) / RANDOM_STATES.format(process_index)
@@ -644,7 +645,9 @@ def make_optimizer_and_schedule(accelerator, parameters: list, args: argparse.Na
 def validation_clip(args: argparse.Namespace) -> dict[str, torch.Tensor]:
     """The first clip of the validation set (its first frame as the reference), with its pose maps."""
     root = args.validation_data_dir or args.train_data_dir
-    dataset = clip_dataset(argparse.Namespace(**{**vars(args), "num_frames": args.validation_num_frames}), root, "first")
+    dataset = clip_dataset(
+        argparse.Namespace(**{**vars(args), "num_frames": args.validation_num_frames}), root, "first"
+    )
     batch = collate_clips([dataset[0]])
     return {k: ({n: m[0] for n, m in v.items()} if k == "controls" else v[0]) for k, v in batch.items()
             if k != "video_id"}

@@ -83,8 +83,8 @@ OPTIONS = common_options(
     paper="paper, step 1; steps 2 and 3 use lr 2e-5",
 ) + [
     # model
-    Option("training_step", 1, "paper step: 1 all modules (no geometry/temporal attn), 2 geometry attn, 3 temporal attn",
-           type=int, choices=(1, 2, 3)),
+    Option("training_step", 1, "paper step: 1 all modules (no geometry/temporal attn), 2 geometry attn, "
+           "3 temporal attn", type=int, choices=(1, 2, 3)),
     Option("pretrained_model", None, "SD1.5 diffusers folder or single .safetensors file (step 1 initialisation; "
            "also the VAE unless --vae is given)", type=str),
     Option("pretrained_config", None, "diffusers config folder for a single-file --pretrained_model "

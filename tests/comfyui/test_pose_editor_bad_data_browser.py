@@ -77,7 +77,8 @@ CASES = [
     ("body-12-points", json.dumps([_frame(_person(12))]), "padded to 18 with missing points"),
     ("hand-5-points", json.dumps([_frame({**_person(), "hand_right_keypoints_2d": [9.0, 9.0, 1.0] * 5})]),
      "hand_right_keypoints_2d has 5 points"),
-    ("canvas-negative", json.dumps([_frame(_person(), canvas_width=-5)]), "canvas_width is the number -5, not a positive number: 512x768"),
+    ("canvas-negative", json.dumps([_frame(_person(), canvas_width=-5)]),
+     "canvas_width is the number -5, not a positive number: 512x768"),
     ("canvas-text", json.dumps([_frame(_person(), canvas_height="tall")]), "canvas_height is the text"),
     ("invalid-json", "[{", "pose_json is not valid JSON"),
 ]
