@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help=f"Stage-2 sampler (default {STAGE2_DEFAULT}, SVD's own)")
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    sampling.add_argument("--compile", action="store_true",
+                          help="torch.compile both denoisers (faster steps after a first call that compiles them, "
+                          "minutes on a CPU; a cancel then lands between forwards)")
     parser.add_argument("--output", type=Path, default=Path("outputs/demo"), help="output folder")
     return parser.parse_args(argv)
 
@@ -291,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with _progress("Stage 1 (geometry)") as callback:
         options = Stage1Options(steps=args.steps, guidance=tuple(args.cfg), windows=windows, seed=args.seed,
-                                scheduler=args.scheduler)
+                                scheduler=args.scheduler, compile=args.compile)
         result = sample_geometry(geometry, reference.to(args.device), from_uint8(pose_frames).to(args.device), options,
                                  callback)
     print(f"Stage 1: {len(pose_frames)} frames at {width}x{height}, {args.steps} steps in "
@@ -349,7 +352,7 @@ def _animate(args, source: str, poses, geometry, windows):
     inputs = Stage2Inputs({name: m.to(args.device) for name, m in maps.items()}, 1.0, strengths)
     options = Stage2Options(width=width, height=height, num_frames=poses.num_frames, steps=args.video_steps,
                             min_cfg=args.min_cfg, max_cfg=args.max_cfg, fps=args.fps, seed=args.seed, windows=windows,
-                            scheduler=args.video_scheduler)
+                            scheduler=args.video_scheduler, compile=args.compile)
     started = time.perf_counter()
     with _progress("Stage 2 (video)") as callback:
         frames = sample_stage2(video, _reference(args, width, height).to(args.device), inputs, options, callback)

@@ -17,7 +17,8 @@ from typing import Callable
 import PIL.Image
 import torch
 
-from ..cancel import CancelCheck, cancel_hooks, release_on_error
+from ..cancel import CancelCheck, cancel_hooks, check, release_on_error
+from ..compile import compiled
 from ..geometry import decode_latents, encode_latents, latent_preview
 from ..models.clip_image import ReferenceImage, encode_reference_image, vae_reference_pixels
 from ..models.stage1 import NUM_DOMAINS, SD15_NOISE_SCHEDULE
@@ -46,6 +47,7 @@ class Stage1Options:
     scheduler draws), so results do not depend on the device. ``scheduler``: a name of
     :data:`~dreamdance_core.sampling.schedulers.STAGE1_SCHEDULERS` (default DDIM). ``cfg_batch``: conditional and
     unconditional branches in one forward (faster, more memory). ``decode_chunk_size``: frames per VAE decode.
+    ``compile``: run the denoiser through ``torch.compile`` (:mod:`dreamdance_core.compile`; the first call compiles).
     """
 
     steps: int = 25
@@ -55,6 +57,7 @@ class Stage1Options:
     scheduler: str = STAGE1_DEFAULT
     cfg_batch: bool = True
     decode_chunk_size: int = 8
+    compile: bool = False
 
     def __post_init__(self):
         if not isinstance(self.guidance, (tuple, list)) or len(self.guidance) != NUM_DOMAINS:
@@ -167,13 +170,17 @@ def sample_geometry(
     """
     options, poses = options or Stage1Options(), inputs
     reference = _check_inputs(reference, poses)
-    with cancel_hooks(cancel_check, [pipeline.model, pipeline.image_encoder]):  # the VAE's come with its calls
+    model = pipeline.model
+    # a compiled denoiser runs without hooks (the check runs before each of its forwards: dreamdance_core.compile)
+    hooked = [model.reference_unet, model.pose_guider] if options.compile else [model]
+    with cancel_hooks(cancel_check, [*hooked, pipeline.image_encoder]):  # the VAE's come with its calls
         return _sample(pipeline, reference, poses, options, callback, cancel_check)
 
 
 def _sample(pipeline, reference, poses, options, callback, cancel_check) -> GeometryOutput:
     """:func:`sample_geometry` after its checks, inside its cancel hooks."""
     model, vae, image_encoder = pipeline.model, pipeline.vae, pipeline.image_encoder
+    denoiser = compiled(model) if options.compile else model
     device, dtype = model.denoising_unet.device, model.denoising_unet.dtype
     scheduler = stage1_scheduler(options.scheduler, model.noise_schedule)
     scheduler.set_timesteps(options.steps, device=device)
@@ -208,7 +215,8 @@ def _sample(pipeline, reference, poses, options, callback, cancel_check) -> Geom
         embeds = embeds.repeat_interleave(per_group, dim=0)  # [(g m f), 1, C]
         index = [0 if cond else -1 for cond in groups for _ in range(per_group)]  # host-side: no device sync
         domain = torch.arange(NUM_DOMAINS, device=device).repeat_interleave(f).repeat(len(groups))
-        out = model(
+        check(cancel_check)
+        out = denoiser(
             sample,
             t,
             embeds,

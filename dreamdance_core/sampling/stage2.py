@@ -42,6 +42,7 @@ import torch
 
 from ..autoencoder import decode, encode
 from ..cancel import CancelCheck, cancel_hooks, check, release_on_error
+from ..compile import compiled
 from ..geometry import latent_preview
 from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
 from ..models.controller import ControlMapError
@@ -90,7 +91,8 @@ class Stage2Inputs:
 class Stage2Options:
     """Sampling options; sizes are width x height (the paper: 512x768, 16-frame windows). ``seed``: all noise is drawn
     on the CPU from a generator seeded with it. ``scheduler``: a name of
-    :data:`~dreamdance_core.sampling.schedulers.STAGE2_SCHEDULERS` (default SVD's Euler)."""
+    :data:`~dreamdance_core.sampling.schedulers.STAGE2_SCHEDULERS` (default SVD's Euler). ``compile``: run the SVD
+    UNet and the ControlNet through ``torch.compile`` (:mod:`dreamdance_core.compile`; the first call compiles)."""
 
     width: int = 512
     height: int = 768
@@ -105,6 +107,7 @@ class Stage2Options:
     decode_chunk_size: int = 8
     windows: WindowOptions | None = None
     scheduler: str = STAGE2_DEFAULT
+    compile: bool = False
 
     def __post_init__(self):
         if self.scheduler not in STAGE2_SCHEDULERS:
@@ -252,7 +255,9 @@ def sample_stage2(
     reference = _check_reference(reference)
     if inputs is not None:
         _check_control(inputs, pipeline, options)
-    models = [m for m in (components.unet, components.image_encoder, controller, controlnet) if m is not None]
+    # compiled denoisers run without hooks (the check runs before each of their forwards: dreamdance_core.compile)
+    denoisers = () if options.compile else (components.unet, controlnet)
+    models = [m for m in (*denoisers, components.image_encoder, controller) if m is not None]
     with cancel_hooks(cancel_check, models):  # the VAE's come with its calls
         return _sample(components, controller, controlnet, reference, inputs, options, callback, cancel_check)
 
@@ -260,6 +265,8 @@ def sample_stage2(
 def _sample(components, controller, controlnet, reference, inputs, options, callback, cancel_check) -> torch.Tensor:
     """:func:`sample_stage2` after its checks, inside its cancel hooks."""
     unet, vae = components.unet, components.vae
+    unet_forward = compiled(unet) if options.compile else unet
+    controlnet_forward = compiled(controlnet) if options.compile and controlnet is not None else controlnet
     device, dtype = unet.device, unet.dtype
     config = components.scheduler_config
     previews = config.get("prediction_type") == "v_prediction" and config.get("timestep_type") == "continuous"
@@ -318,14 +325,15 @@ def _sample(components, controller, controlnet, reference, inputs, options, call
             noisy = scheduler.scale_model_input(latents[:, index].repeat(branches, 1, 1, 1, 1), t).to(dtype)
             model_input = torch.cat([noisy, image_latents[:, None].expand(-1, n, -1, -1, -1)], dim=2)
             residuals = {}
+            check(cancel_check)
             if inputs is not None:
-                down, mid = controlnet(
+                down, mid = controlnet_forward(
                     model_input, t, image_embeds, added_time_ids,
                     controlnet_cond=guidance.repeat(branches, 1, 1, 1),  # [branches*n, c0, h, w]
                     conditioning_scale=inputs.strength, return_dict=False,
                 )
                 residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-            prediction = unet(model_input, t, image_embeds, added_time_ids, return_dict=False, **residuals)[0]
+            prediction = unet_forward(model_input, t, image_embeds, added_time_ids, return_dict=False, **residuals)[0]
             if do_cfg:
                 uncond, cond = prediction.chunk(2)
                 prediction = classifier_free_guidance(cond, uncond, cfg_scales[index].view(1, n, 1, 1, 1))
