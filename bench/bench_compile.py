@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     if args.sd15:
         sd15 = sd15_stage1_meta()
         call_sd, inputs_sd = stage1_call(sd15, frames=2, size=32, device="meta")
-        print(f"SD1.5-layout Stage-1 denoiser (meta, 2 x 3 x 2 at 32x48 latents... 32x32): "
+        print(f"SD1.5-layout Stage-1 denoiser (meta device, 2 groups x 3 domains x 2 frames, 32x32 latents): "
               f"{explain(call_sd, sd15, *inputs_sd)}")
     if args.no_compile:
         return
