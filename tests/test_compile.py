@@ -90,3 +90,21 @@ def test_a_compiled_stage1_denoiser_gives_the_eager_output(monkeypatch):
         torch.testing.assert_close(getattr(compiled, name), getattr(eager, name), rtol=1e-4, atol=1e-4)
     assert len(checks) >= 2  # the cancel check still runs (before each denoiser forward, and in the other models)
     assert not any(m._forward_pre_hooks for m in pipeline.model.modules())  # and leaves no hooks behind
+
+
+def test_compiled_stage2_denoisers_give_the_eager_output(monkeypatch):
+    """SVD UNet and ControlNet compiled ("aot_eager", as above) through the sampler option: the same video."""
+    from dreamdance_core import compile as compile_module
+    from dreamdance_core.sampling.stage2 import Stage2Options
+    from tests.stage2_helpers import Control, sample
+    from tests.tiny_svd import control_maps, reference_image, tiny_components, tiny_controller, tiny_controlnet
+
+    monkeypatch.setattr(compile_module, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    components = tiny_components()
+    control = Control(tiny_controller(), randomize_(tiny_controlnet(components.unet), scale=0.05),
+                      control_maps(3, width=16, height=16))
+    common = dict(width=16, height=16, num_frames=3, steps=2, min_cfg=1.0, max_cfg=2.5, seed=7)
+    eager = sample(components, reference_image(16, 16), Stage2Options(**common), control)
+    compiled = sample(components, reference_image(16, 16), Stage2Options(**common, compile=True), control)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
