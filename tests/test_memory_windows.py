@@ -136,3 +136,49 @@ def test_chunked_vae_decode_and_encode_equal_one_call(chunk):
     for start in range(0, FRAMES, chunk):  # each chunk is its own temporal decode
         part = decode_latents(svd_vae, svd_latents[start:start + chunk], chunk)
         torch.testing.assert_close(video[start:start + chunk], part, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_half_precision_models_step_and_blend_fp32_latents(stage, monkeypatch):
+    """bf16 models: the latents, the blended prediction and the scheduler step stay fp32 (issue 31)."""
+    import dreamdance_core.sampling.stage1 as stage1
+    import dreamdance_core.sampling.stage2 as stage2
+    from dreamdance_core.tiny import tiny_geometry_pipeline, tiny_video_pipeline
+
+    module = stage1 if stage == 1 else stage2
+    factory, seen = (module.stage1_scheduler if stage == 1 else module.stage2_scheduler), []
+
+    def recording(*args, **kwargs):
+        scheduler = factory(*args, **kwargs)
+        step = scheduler.step
+
+        def recorded_step(model_output, t, sample, **kw):
+            seen.append((model_output.dtype, sample.dtype))
+            out = step(model_output, t, sample, **kw)
+            seen.append((out.prev_sample.dtype,))
+            return out
+
+        scheduler.step = recorded_step
+        return scheduler
+
+    monkeypatch.setattr(module, "stage1_scheduler" if stage == 1 else "stage2_scheduler", recording)
+    windows = WindowOptions(length=3, overlap=1)
+    reference = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    if stage == 1:
+        pipeline = tiny_geometry_pipeline()
+        models = (pipeline.model, pipeline.vae, pipeline.image_encoder)
+        poses = torch.rand(5, 3, 16, 16) * 2 - 1
+    else:
+        pipeline = tiny_video_pipeline()
+        models = (pipeline.components.unet, pipeline.components.vae, pipeline.components.image_encoder,
+                  pipeline.controller, pipeline.controlnet)
+    for model in models:
+        model.to(torch.bfloat16)
+    if stage == 1:
+        out = stage1.sample_geometry(pipeline, reference, poses, Stage1Options(steps=2, windows=windows)).depth
+    else:
+        maps = {name: torch.rand(5, 3, 16, 16) * 2 - 1 for name in pipeline.controller.modalities}
+        options = Stage2Options(width=16, height=16, num_frames=5, steps=2, windows=windows)
+        out = stage2.sample_stage2(pipeline, reference, stage2.Stage2Inputs(maps), options)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert len(seen) == 4 and all(dtype == torch.float32 for record in seen for dtype in record)
