@@ -7,6 +7,10 @@ sampling; then, per stage, the ratio of the 256-frame peak to the 16-frame peak,
 target: flat within 10 %. What else still grows: the latents and the window blend (fp32); the tiny VAEs downscale by
 2 only, so here they are 1/3 of a frame's pixels (1/48 with SD's and SVD's 8x VAEs).
 
+The subprocesses run with glibc's mmap threshold fixed at 1 MiB (``MALLOC_MMAP_THRESHOLD_``, unless already set or
+``--malloc-default``): freed tensors then go back to the OS, so the peak measures live memory rather than heap
+fragmentation, which otherwise moves a peak by up to ~80 MiB from run to run (a CUDA caching allocator has its own).
+
 Usage, from the repository root: ``python -m bench.bench_memory_frames [--frames 16 64 256] [--size 64] [--steps 2]``
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--size", type=int, default=64, help="square video size in pixels (multiple of 8)")
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--malloc-default", action="store_true", help="keep glibc's dynamic mmap threshold")
     parser.add_argument("--case", type=str, default=None, help=argparse.SUPPRESS)  # "stage,frames" in the subprocess
     args = parser.parse_args(argv)
     if args.case:
@@ -71,7 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_case(stage, frames, args.size, args.steps)))
         return
 
-    print(f"peak RSS (MiB), tiny models on CPU, {args.size}x{args.size}, {args.steps} steps, windows 16/4")
+    env = dict(os.environ)
+    if not args.malloc_default:
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**20))
+    malloc = f"MALLOC_MMAP_THRESHOLD_={env.get('MALLOC_MMAP_THRESHOLD_', 'glibc default')}"
+    print(f"peak RSS (MiB), tiny models on CPU, {args.size}x{args.size}, {args.steps} steps, windows 16/4, {malloc}")
     print(f"{'stage':>5} {'frames':>6} {'after build':>11} {'peak':>8} {'sampling':>8} {'inputs':>7} {'outputs':>7} "
           f"{'peak less in/out':>16}")
     for stage in (1, 2):
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         for frames in args.frames:
             command = [sys.executable, "-m", "bench.bench_memory_frames", "--case", f"{stage},{frames}",
                        "--size", str(args.size), "--steps", str(args.steps)]
-            done = subprocess.run(command, cwd=Path.cwd(), capture_output=True, text=True, check=True)
+            done = subprocess.run(command, cwd=Path.cwd(), env=env, capture_output=True, text=True, check=True)
             result = json.loads(done.stdout.strip().splitlines()[-1])
             peaks[frames] = result["peak_mib"]
             rest[frames] = result["peak_mib"] - result["inputs_mib"] - result["outputs_mib"]
