@@ -56,12 +56,22 @@ def _click(page, title: str) -> None:
 
 
 def _wait_for_file(path, timeout: float = 90.0) -> None:
+    """Wait until ComfyUI has written the image completely: it exists and decodes (a busy machine can show the file
+    while the writer is still filling it)."""
+    from PIL import Image
+
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while True:
+        if path.exists():
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                return
+            except OSError:  # truncated: still being written
+                pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} not written within {timeout} s")
+            raise TimeoutError(f"{path} not written completely within {timeout} s")
         time.sleep(0.2)
-    time.sleep(0.3)  # the PNG is written in one go, but give the writer a moment to close it
 
 
 def test_drag_a_joint_and_render_it(browser_page, comfy_server: ComfyServer):
