@@ -88,7 +88,7 @@ def denoiser_errors(
 
 def format_table(errors: dict[str, dict[float, float]]) -> str:
     sigmas = list(next(iter(errors.values())))
-    lines = ["| estimate | " + " | ".join(f"σ = {s:g}" for s in sigmas) + " |", "|---|" + "---|" * len(sigmas)]
+    lines = ["| estimate | " + " | ".join(f"\u03c3 = {s:g}" for s in sigmas) + " |", "|---|" + "---|" * len(sigmas)]
     lines += [f"| {name} | " + " | ".join(f"{per[s]:.4f}" for s in sigmas) + " |" for name, per in errors.items()]
     return "\n".join(lines)
 

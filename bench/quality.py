@@ -55,11 +55,11 @@ from dreamdance_core.synthetic import render_sample, video_seeds
 
 HELD_OUT_SEED = 90_210
 DEFAULT_TRAIN_SEED, DEFAULT_TRAIN_VIDEOS = 0, 800  # the shipped demo's training set (dreamdance_core/demo)
-GEOMETRY_METRICS = ("depth AbsRel ↓", "normal error (°) ↓", "silhouette IoU ↑")
-VIDEO_METRICS = ("PSNR (dB) ↑", "SSIM ↑")
+GEOMETRY_METRICS = ("depth AbsRel \u2193", "normal error (°) \u2193", "silhouette IoU \u2191")
+VIDEO_METRICS = ("PSNR (dB) \u2191", "SSIM \u2191")
 METRICS = GEOMETRY_METRICS + VIDEO_METRICS
 BASELINES = ("reference repeated", "flat silhouette")
-LOWER_IS_BETTER = {name: name.endswith("↓") for name in METRICS}
+LOWER_IS_BETTER = {name: name.endswith("\u2193") for name in METRICS}
 # 32 clips: on 4, one clip's margin moved the mean past a baseline (the demo's depth lost on the first 4 of these 32,
 # the only 4 of 8 such groups it lost); 32 take ~6 min with both demos and every ablation
 MODEL_DEFAULTS = dict(cases=32, frames=4, steps=20, video_steps=20)
@@ -287,7 +287,7 @@ def run_per_case(cases: Sequence[Case], settings: Settings, geometry=None, video
             per_case.setdefault(name, []).append(video_scores(variant(case), case))
         if geometry is not None and video is not None:
             maps = {"pose": case.poses, "depth": outputs["Stage 1"].depth, "normal": outputs["Stage 1"].normal}
-            per_case.setdefault("Stage 1 → Stage 2", []).append(
+            per_case.setdefault("Stage 1 \u2192 Stage 2", []).append(
                 video_scores(run_stage2(video, case, maps, settings), case)
             )
     return per_case

@@ -73,7 +73,7 @@ def test_the_command_line_prints_one_row_per_estimate_and_a_column_per_sigma(tmp
         errors = denoiser_error.main(["--stage2", str(tmp_path), "--cases", "1", "--frames", "2", "--width", "32",
                                       "--height", "48", "--sigmas", "0.5", "8"])
     lines = [line for line in out.getvalue().splitlines() if line.startswith("|")]
-    assert lines[0] == "| estimate | σ = 0.5 | σ = 8 |"
+    assert lines[0] == "| estimate | \u03c3 = 0.5 | \u03c3 = 8 |"
     assert [line.split("|")[1].strip() for line in lines[2:]] == list(errors) == [
         "reference latent", "noisy input", "SVD UNet alone", "with controller + ControlNet"
     ]

@@ -43,7 +43,7 @@ def test_the_table_has_every_row_and_column(run):
     expected = [
         "reference repeated", "flat silhouette", "Stage 1", "Stage 1, geometry attention off",
         "Stage 1, one CFG scale (3.5)", "Stage 2 (exact geometry)", "Stage 2, pose dropped", "Stage 2, depth dropped",
-        "Stage 2, normal dropped", "Stage 1 → Stage 2",
+        "Stage 2, normal dropped", "Stage 1 \u2192 Stage 2",
     ]
     assert list(rows) == expected == list(results)
     for name in quality.BASELINES:  # baselines measure everything
@@ -70,11 +70,11 @@ def test_baseline_figures_equal_the_metrics_computed_directly(run):
     ref_rgb = torch.from_numpy(ref.rgb).permute(0, 3, 1, 2).float().div(255).expand(2, -1, -1, -1)
     rgb = torch.from_numpy(clip.rgb).permute(0, 3, 1, 2).float() / 255
     row = results["reference repeated"]
-    assert row["depth AbsRel ↓"] == pytest.approx(depth_abs_rel(ref_depth[:, 0], depth, mask), rel=1e-6)
-    assert row["normal error (°) ↓"] == pytest.approx(normal_angular_error(ref_normal, normal, mask), rel=1e-6)
-    assert row["silhouette IoU ↑"] == pytest.approx(silhouette_iou(normal_foreground(ref_normal), mask), rel=1e-6)
-    assert row["PSNR (dB) ↑"] == pytest.approx(psnr(ref_rgb, rgb), rel=1e-5)
-    assert row["SSIM ↑"] == pytest.approx(ssim(ref_rgb, rgb), rel=1e-5)
+    assert row["depth AbsRel \u2193"] == pytest.approx(depth_abs_rel(ref_depth[:, 0], depth, mask), rel=1e-6)
+    assert row["normal error (°) \u2193"] == pytest.approx(normal_angular_error(ref_normal, normal, mask), rel=1e-6)
+    assert row["silhouette IoU \u2191"] == pytest.approx(silhouette_iou(normal_foreground(ref_normal), mask), rel=1e-6)
+    assert row["PSNR (dB) \u2191"] == pytest.approx(psnr(ref_rgb, rgb), rel=1e-5)
+    assert row["SSIM \u2191"] == pytest.approx(ssim(ref_rgb, rgb), rel=1e-5)
 
 
 def test_held_out_seeds_that_meet_the_training_set_are_refused():
