@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .fit import DEFAULT_FIT, FIT_HELP, FIT_MODES
+from .precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
 from .sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS, STAGE2_DEFAULT, STAGE2_SCHEDULERS
 
 
@@ -66,6 +67,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help=f"Stage-2 sampler (default {STAGE2_DEFAULT}, SVD's own)")
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    sampling.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                          help=f"model weights and activations, both stages: {PRECISION_HELP} Default: auto.")
+    sampling.add_argument("--channels-last", action="store_true",
+                          help="on CUDA: the models in channels_last memory format (may be faster; same outputs)")
     sampling.add_argument("--compile", action="store_true",
                           help="torch.compile both denoisers (faster steps after a first call that compiles them, "
                           "minutes on a CPU; a cancel then lands between forwards)")
@@ -239,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         to_uint8,
     )
     from .pose import render_poses
+    from .precision import prepare_for_device, resolve_dtype
     from .sampling.stage1 import Stage1Options, sample_geometry
     from .sampling.windows import WindowOptions
     from .sources import DEMO, TINY, WEIGHTS, default_source, geometry_pipeline
@@ -276,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
     elif source == DEMO:
         print(f"Stage 1: the shipped demo checkpoint ({demo.path}): a small model trained on synthetic mannequins at "
               f"{demo.width}x{demo.height}. Pass --stage1/--base/--image-encoder for real weights.")
-    geometry = geometry_pipeline(source, args.stage1, args.base, args.image_encoder, seed=args.seed)
+    dtype = resolve_dtype(args.precision, args.device)
+    geometry = geometry_pipeline(source, args.stage1, args.base, args.image_encoder, dtype=dtype, seed=args.seed)
     if not args.geometry_only and video_source == TINY:
         print("NOTE: Stage 2 runs a TINY RANDOMLY INITIALISED video model (this copy has no Stage-2 demo checkpoint):\n"
               "      its video frames are noise. Pass --stage2 (and --svd) for real weights, or --geometry-only.")
@@ -284,7 +291,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"Stage 2: the shipped demo checkpoint ({video_demo.path}): a small model (with its own small SVD) "
               f"trained on synthetic mannequins at {video_demo.width}x{video_demo.height}. Pass --stage2/--svd for "
               "real weights.")
-    geometry.to(device=args.device)
+    geometry.to(device=args.device, dtype=dtype)  # the tiny random model is built in fp32: cast it too
+    prepare_for_device(geometry.modules(), args.device, channels_last=args.channels_last)
 
     pose_frames = render_poses(poses, width, height, fit=args.fit)  # uint8 [F, H, W, 3]
     reference = _reference(args, width, height)
@@ -330,13 +338,16 @@ def _animate(args, source: str, poses, geometry, windows):
     from .media import from_uint8, to_uint8
     from .modalities import ControlMap, control_inputs
     from .pose import render_poses
+    from .precision import prepare_for_device, resolve_dtype
     from .sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
     from .sources import WEIGHTS, video_pipeline
 
     if source == WEIGHTS and args.stage2 is None:
         raise ValueError("Stage 2 needs --stage2 (DreamDance Stage-2 weights); or pass --geometry-only")
-    video = video_pipeline(source, args.stage2, args.svd, seed=args.seed)
-    video.to(device=args.device)
+    dtype = resolve_dtype(args.precision, args.device)
+    video = video_pipeline(source, args.stage2, args.svd, dtype=dtype, seed=args.seed)
+    video.to(device=args.device, dtype=dtype)
+    prepare_for_device(video.modules(), args.device, channels_last=args.channels_last)
     scale = 2 if source == WEIGHTS else 1
     width = args.video_width or scale * geometry.depth.shape[-1]
     height = args.video_height or scale * geometry.depth.shape[-2]

@@ -17,6 +17,7 @@ import torch
 
 from .autoencoder import decode, encode
 from .cancel import CancelCheck, cancel_hooks, check
+from .precision import upcast_vae
 
 
 def depth_to_image(depth: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,7 +70,7 @@ def encode_latents(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     latents = []  # images go to the device a chunk at a time
-    with cancel_hooks(cancel_check, [vae]):
+    with cancel_hooks(cancel_check, [vae]), upcast_vae(vae):  # fp16 + force_upcast: fp32 (dreamdance_core.precision)
         for chunk in images.split(chunk_size):
             check(cancel_check)
             latents.append(encode(vae, chunk.to(device=vae.device, dtype=vae.dtype)))
@@ -84,12 +85,12 @@ def decode_latents(
     (``cancel_check``: called before every chunk and between the decoder's blocks, :mod:`dreamdance_core.cancel`)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    latents = latents.to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor
+    latents = latents.to(device=vae.device) / vae.config.scaling_factor
     images = None  # [N, 3, H, W] fp32, filled chunk by chunk: one copy of the output, not the chunks plus their cat
-    with cancel_hooks(cancel_check, [vae]):
+    with cancel_hooks(cancel_check, [vae]), upcast_vae(vae):  # fp16 + force_upcast: fp32 (dreamdance_core.precision)
         for start in range(0, latents.shape[0], chunk_size):
             check(cancel_check)
-            decoded = decode(vae, latents[start:start + chunk_size])
+            decoded = decode(vae, latents[start:start + chunk_size].to(vae.dtype))
             if images is None:
                 images = decoded.new_empty((latents.shape[0], *decoded.shape[1:]), dtype=torch.float32)
             images[start:start + decoded.shape[0]] = decoded.clamp(-1.0, 1.0)

@@ -6,6 +6,7 @@ Each node reads its inputs, converts them (``_common``), calls one core function
 from __future__ import annotations
 
 from ..dreamdance_core.fit import DEFAULT_FIT
+from ..dreamdance_core.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
 from ..dreamdance_core.sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS
 from ._common import (
     DEMO,
@@ -28,7 +29,26 @@ HOW_TO_GET_STAGE1 = (
     "Put a DreamDance Stage-1 weights folder (written by train/stage1.py: reference_unet/, denoising_unet/, "
     "pose_guider/, adapter/) into ComfyUI/models/dreamdance/."
 )
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+PRECISION_INPUT = (list(PRECISIONS), {"default": DEFAULT_PRECISION, "tooltip": f"Weight precision. {PRECISION_HELP}"})
+
+
+def model_dtype(precision: str):
+    """The loaders' ``precision`` -> the models' dtype on ComfyUI's torch device (:mod:`dreamdance_core.precision`)."""
+    import comfy.model_management as mm
+
+    from ..dreamdance_core.precision import resolve_dtype
+
+    return resolve_dtype(precision, mm.get_torch_device())
+
+
+def prepare_models(pipeline) -> None:
+    """On a CUDA device: TF32 for fp32 work, and channels_last when ComfyUI runs with ``--force-channels-last``."""
+    import comfy.model_management as mm
+
+    from ..dreamdance_core.precision import prepare_for_device
+
+    channels_last = getattr(mm, "force_channels_last", lambda: False)()
+    prepare_for_device(pipeline.modules(), mm.get_torch_device(), channels_last=channels_last)
 
 
 def _stage1_choices() -> list[str]:
@@ -61,16 +81,13 @@ class DreamDanceGeometryModelLoader:
                                     "supplying the VAE, and the UNets when the weights folder lacks them."}),
                 "clip_vision": (choices("clip_vision"), {"tooltip": "CLIP image encoder for the reference image "
                                 "(models/clip_vision); '(none)' if the weights folder carries image_encoder/."}),
-                "precision": (list(PRECISIONS), {"default": "fp32", "tooltip": "Weight precision. fp16/bf16 halve "
-                              "memory on GPUs; on CPUs they are slower than fp32."}),
+                "precision": PRECISION_INPUT,
                 "keep_loaded": ("BOOLEAN", {"default": False, "tooltip": "Keep the model on the GPU after each run "
                                 "(faster re-runs, more memory). Off: moved to the offload device when done."}),
             }
         }
 
     def load(self, stage1_weights, base_checkpoint, clip_vision, precision, keep_loaded):
-        import torch
-
         from ..dreamdance_core.sources import WEIGHTS, geometry_pipeline
         from ._common import resolve_weight_folder, weight_source
 
@@ -78,7 +95,8 @@ class DreamDanceGeometryModelLoader:
         if source == WEIGHTS:
             folder = resolve_weight_folder(stage1_weights, "DreamDance Stage-1 weights", HOW_TO_GET_STAGE1)
             base, encoder = model_file("checkpoints", base_checkpoint), model_file("clip_vision", clip_vision)
-        pipeline = geometry_pipeline(source, folder, base, encoder, dtype=getattr(torch, PRECISIONS[precision]))
+        pipeline = geometry_pipeline(source, folder, base, encoder, dtype=model_dtype(precision))
+        prepare_models(pipeline)
         pipeline.keep_loaded = keep_loaded
         return (pipeline,)
 

@@ -18,7 +18,7 @@ from ._common import (
 )
 from ._validate import queue_check
 from .control import CONTROL_MAPS
-from .geometry import PRECISIONS, WINDOWS
+from .geometry import PRECISION_INPUT, WINDOWS, model_dtype, prepare_models
 
 VIDEO_MODEL = "DREAMDANCE_VIDEO_MODEL"
 STAGE2_MARKER = "controller/config.json"
@@ -57,16 +57,13 @@ class DreamDanceVideoModelLoader:
                 "svd_checkpoint": (choices("checkpoints"), {"tooltip": "Stable Video Diffusion img2vid 1.1 "
                                    "checkpoint (e.g. svd_xt_1_1.safetensors); '(none)' if the weights folder "
                                    "carries svd/."}),
-                "precision": (list(PRECISIONS), {"default": "fp16", "tooltip": "Weight precision. fp16/bf16 halve "
-                              "memory on GPUs; on CPUs use fp32 (half precision is slower there)."}),
+                "precision": PRECISION_INPUT,
                 "keep_loaded": ("BOOLEAN", {"default": False, "tooltip": "Keep the model on the GPU after each run "
                                 "(faster re-runs, more memory). Off: moved to the offload device when done."}),
             }
         }
 
     def load(self, stage2_weights, svd_checkpoint, precision, keep_loaded):
-        import torch
-
         from ..dreamdance_core.sources import WEIGHTS, video_pipeline
         from ._common import resolve_weight_folder, weight_source
 
@@ -74,7 +71,8 @@ class DreamDanceVideoModelLoader:
         if source == WEIGHTS:
             folder = resolve_weight_folder(stage2_weights, "DreamDance Stage-2 weights", HOW_TO_GET_STAGE2)
             svd = model_file("checkpoints", svd_checkpoint)
-        pipeline = video_pipeline(source, folder, svd, dtype=getattr(torch, PRECISIONS[precision]))
+        pipeline = video_pipeline(source, folder, svd, dtype=model_dtype(precision))
+        prepare_models(pipeline)
         pipeline.keep_loaded = keep_loaded
         return (pipeline,)
 

@@ -48,6 +48,8 @@ class Stage1Options:
     :data:`~dreamdance_core.sampling.schedulers.STAGE1_SCHEDULERS` (default DDIM). ``cfg_batch``: conditional and
     unconditional branches in one forward (faster, more memory). ``decode_chunk_size``: frames per VAE decode.
     ``compile``: run the denoiser through ``torch.compile`` (:mod:`dreamdance_core.compile`; the first call compiles).
+    ``decode_rgb``: also VAE-decode the RGB domain (False: ``GeometryOutput.rgb`` is None and a third of the decoding
+    is skipped; the RGB latents are still denoised, as the model needs them, so depth and normal are unchanged).
     """
 
     steps: int = 25
@@ -58,6 +60,7 @@ class Stage1Options:
     cfg_batch: bool = True
     decode_chunk_size: int = 8
     compile: bool = False
+    decode_rgb: bool = True
 
     def __post_init__(self):
         if not isinstance(self.guidance, (tuple, list)) or len(self.guidance) != NUM_DOMAINS:
@@ -74,9 +77,10 @@ class Stage1Options:
 
 @dataclass
 class GeometryOutput:
-    """Stage-1 results, core images ``[frames, 3, H, W]`` in -1..1 (see :mod:`dreamdance_core.geometry`)."""
+    """Stage-1 results, core images ``[frames, 3, H, W]`` in -1..1 (see :mod:`dreamdance_core.geometry`); ``rgb`` is
+    None when ``Stage1Options.decode_rgb`` is False."""
 
-    rgb: torch.Tensor
+    rgb: torch.Tensor | None
     normal: torch.Tensor
     depth: torch.Tensor
 
@@ -255,7 +259,9 @@ def _sample(pipeline, reference, poses, options, callback, cancel_check) -> Geom
         eps = blend_windows(denoise_window, num_frames, options.windows, frame_dim=1)
         latents = scheduler.step(eps, t, latents, generator=generator).prev_sample
 
-    # 4. decode every domain's frames
-    decoded = decode_latents(vae, latents.flatten(0, 1), options.decode_chunk_size, cancel_check)
-    rgb, normal, depth = decoded.view(NUM_DOMAINS, num_frames, *decoded.shape[1:]).unbind(0)
+    # 4. decode the domains asked for (domain 0 is RGB)
+    first = 0 if options.decode_rgb else 1
+    decoded = decode_latents(vae, latents[first:].flatten(0, 1), options.decode_chunk_size, cancel_check)
+    domains = decoded.view(NUM_DOMAINS - first, num_frames, *decoded.shape[1:]).unbind(0)
+    rgb, normal, depth = (None, *domains) if first else domains
     return GeometryOutput(rgb=rgb, normal=normal, depth=depth)

@@ -47,6 +47,7 @@ from ..geometry import latent_preview
 from ..models.clip_image import ReferenceImage, encode_clip_image, vae_reference_pixels
 from ..models.controller import ControlMapError
 from ..pipelines import SVDComponents, VideoPipeline
+from ..precision import upcast_vae
 from ..validation import (
     MAX_FPS,
     MAX_MOTION_BUCKET,
@@ -194,10 +195,10 @@ def decode_latents(
     (``cancel_check``: called before every chunk and between the decoder's blocks, :mod:`dreamdance_core.cancel`)."""
     latents = latents / vae.config.scaling_factor
     frames = None  # [f, 3, H, W] fp32, filled chunk by chunk: one copy of the output, not the chunks plus their cat
-    with cancel_hooks(cancel_check, [vae]):
+    with cancel_hooks(cancel_check, [vae]), upcast_vae(vae):  # fp16 + force_upcast: fp32 (dreamdance_core.precision)
         for start in range(0, latents.shape[0], decode_chunk_size):
             check(cancel_check)
-            chunk = latents[start:start + decode_chunk_size]
+            chunk = latents[start:start + decode_chunk_size].to(vae.dtype)
             decoded = decode(vae, chunk, num_frames=chunk.shape[0])
             if frames is None:
                 frames = decoded.new_empty((latents.shape[0], *decoded.shape[1:]), dtype=torch.float32)
@@ -281,9 +282,9 @@ def _sample(components, controller, controlnet, reference, inputs, options, call
     # 2. noise-augmented latent of the reference at the video size: [1, c, h, w]
     pixels = vae_reference_pixels(reference, *size).float().cpu()
     noise = torch.randn(pixels.shape, generator=generator)
-    augmented = (pixels + options.noise_aug_strength * noise).to(device=device, dtype=vae.dtype)
-    with cancel_hooks(cancel_check, [vae]):
-        image_latents = encode(vae, augmented).to(dtype)
+    augmented = (pixels + options.noise_aug_strength * noise).to(device=device)
+    with cancel_hooks(cancel_check, [vae]), upcast_vae(vae):  # fp16 + force_upcast: fp32, as the pipeline does
+        image_latents = encode(vae, augmented.to(vae.dtype)).to(dtype)
     if do_cfg:
         image_embeds = torch.cat([torch.zeros_like(image_embeds), image_embeds])
         image_latents = torch.cat([torch.zeros_like(image_latents), image_latents])
@@ -348,4 +349,4 @@ def _sample(components, controller, controlnet, reference, inputs, options, call
         latents = scheduler.step(prediction, t, latents, generator=generator).prev_sample
 
     # 7. decode in chunks: [f, 3, H, W]
-    return decode_latents(vae, latents[0].to(vae.dtype), options.decode_chunk_size, cancel_check)
+    return decode_latents(vae, latents[0], options.decode_chunk_size, cancel_check)
