@@ -71,16 +71,16 @@ def test_only_pack_and_core_nodes(path: Path, pack_node_ids: set[str]):
 
 @workflow_paths
 def test_shipped_defaults_run_out_of_the_box(path: Path):
-    """A fresh install has no weights: both stages run the shipped demo checkpoints (in fp32, on any device) at the
-    size and settings they were trained and benchmarked at."""
+    """A fresh install has no weights: both stages run the shipped demo checkpoints (precision auto: fp32 on a CPU,
+    bf16/fp16 on a GPU) at the size and settings they were trained and benchmarked at."""
     from dreamdance_core.demo import stage1_demo, stage2_demo
 
     demo, video_demo = stage1_demo(), stage2_demo()
     workflow = _workflow(path)
     for loader in _nodes_of(workflow, "DreamDanceGeometryModelLoader"):  # weights, base, clip vision, precision
-        assert loader["widgets_values"][0] == DEMO and loader["widgets_values"][3] == "fp32"
+        assert loader["widgets_values"][0] == DEMO and loader["widgets_values"][3] == "auto"
     for loader in _nodes_of(workflow, "DreamDanceVideoModelLoader"):  # weights, svd, precision
-        assert loader["widgets_values"][0] == DEMO and loader["widgets_values"][2] == "fp32"
+        assert loader["widgets_values"][0] == DEMO and loader["widgets_values"][2] == "auto"
     for node in _nodes_of(workflow, "DreamDancePoseToGeometry"):  # width, height, steps, seed, control, cfg x3
         values = node["widgets_values"]
         assert values[:3] == [demo.width, demo.height, demo.steps] and tuple(values[5:8]) == demo.guidance
