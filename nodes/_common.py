@@ -1,4 +1,5 @@
-"""The one place where ComfyUI types meet core types: tensor layouts, progress/interrupt, model folders.
+"""The one place where ComfyUI types meet core types: tensor layouts, progress/interrupt, model folders, models
+under ComfyUI's memory manager.
 
 ComfyUI ``IMAGE``: float ``[frames, H, W, 3]`` in 0..1.  Core images: float ``[frames, 3, H, W]`` in -1..1.
 ComfyUI modules are imported inside the functions, so importing a node module stays cheap and works in tests
@@ -173,20 +174,100 @@ def choices(kind: str) -> list[str]:
         return [NONE]
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# models under ComfyUI's memory manager
+
+KEEP_LOADED_HELP = (
+    "On: after a run the model stays on the GPU, counted by ComfyUI's memory manager like its own models (faster "
+    "re-runs; ComfyUI moves it off when another model needs the room). Off: ComfyUI unloads it to the offload device "
+    "right after each run, freeing the GPU for the rest of the graph."
+)
+
+
+def model_patcher(pipeline):
+    """ComfyUI's own ``ModelPatcher`` over all modules of a core pipeline (:mod:`dreamdance_core.pipelines`), made once
+    and kept on the pipeline (``pipeline.comfy_patcher``), so ComfyUI's memory manager sees one model per loaded
+    pipeline: its size is counted, other models are evicted to make room for it, and it can be evicted in turn.
+
+    The patcher wraps a plain ``nn.Module`` holding the pipeline's modules (as comfy/sd.py's VAE and
+    comfy/clip_vision.py wrap theirs): ComfyUI keeps its book-keeping (``device``, loaded size) on that module, and
+    moves the shared modules in place when it loads or unloads the patcher."""
+    patcher = getattr(pipeline, "comfy_patcher", None)
+    if patcher is None:
+        import comfy.model_management as mm
+        import comfy.model_patcher
+
+        modules = _modules_class(f"DreamDance{type(pipeline).__name__}")(pipeline.modules())
+        modules.device = next(modules.parameters()).device  # where the weights are now (loaders build on the CPU)
+        patcher = comfy.model_patcher.ModelPatcher(
+            modules, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+        )
+        pipeline.comfy_patcher = patcher
+    return patcher
+
+
+_MODULE_CLASSES: dict = {}
+
+
+def _modules_class(name: str):
+    """An ``nn.Module`` class named ``name`` (what ComfyUI's log says it loads) holding a list of modules."""
+    import torch
+
+    cached = _MODULE_CLASSES.get(name)
+    if cached is None:
+        def __init__(self, modules):
+            torch.nn.Module.__init__(self)
+            self.parts = torch.nn.ModuleList(modules)
+
+        cached = _MODULE_CLASSES[name] = type(name, (torch.nn.Module,), {"__init__": __init__})
+    return cached
+
+
+def unload_model(patcher) -> bool:
+    """Unload ``patcher`` through ComfyUI's memory manager (to its offload device, out of ``current_loaded_models``),
+    leaving every other loaded model alone. True when it was loaded."""
+    import comfy.model_management as mm
+
+    ours = [loaded for loaded in mm.current_loaded_models if loaded.model is patcher]
+    if not ours:
+        return False
+    others = [loaded for loaded in mm.current_loaded_models if loaded.model is not patcher]
+    # free_memory() with an impossible requirement unloads whatever it may: everything but ``keep_loaded``
+    mm.free_memory(1e30, ours[0].device, keep_loaded=others)
+    return True
+
+
 def run_on_device(pipeline, keep_loaded: bool):
-    """Context manager: ``pipeline.to(torch device)`` for the work, back to the offload device after unless kept."""
+    """Context manager: the pipeline loaded by ComfyUI's memory manager for the work; yields the torch device its
+    weights are on.
+
+    ``comfy.model_management.load_models_gpu([patcher], force_full_load=True)`` first evicts other models (fully or
+    partly) until ours fits with ComfyUI's inference reserve, then moves ours to the GPU and counts it in
+    ``current_loaded_models``. After the work it stays there (ComfyUI evicts it when another model needs the room),
+    unless ``keep_loaded`` is False: then it is unloaded at once (:func:`unload_model`).
+
+    Full load only: ComfyUI's partial ("lowvram") loading streams weights in per layer only for layers built from
+    ``comfy.ops`` (``comfy_cast_weights``); our diffusers/torch layers left on the offload device would meet inputs on
+    the GPU. The whole pipeline on one device is also what a ``torch.compile``-d denoiser
+    (:mod:`dreamdance_core.compile`) expects: its guards check the weights' devices, so weights split across devices
+    (or moved between runs) would compile it again. Under ``--novram`` ComfyUI loads nothing onto the GPU; the
+    pipeline then runs where ComfyUI left its weights (the offload device).
+    """
     import contextlib
 
     import comfy.model_management as mm
 
     @contextlib.contextmanager
     def scope():
-        pipeline.to(device=mm.get_torch_device())
+        patcher = model_patcher(pipeline)
+        mm.load_models_gpu([patcher], force_full_load=True)
+        devices = {parameter.device for parameter in patcher.model.parameters()}
+        if len(devices) != 1:  # never with a full load; say so rather than fail on mixed devices deep in a forward
+            raise RuntimeError(f"ComfyUI left the DreamDance model split over {sorted(map(str, devices))}")
         try:
-            yield mm.get_torch_device()
+            yield devices.pop()
         finally:
             if not keep_loaded:
-                pipeline.to(device=mm.unet_offload_device())
-                mm.soft_empty_cache()
+                unload_model(patcher)
 
     return scope()

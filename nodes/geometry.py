@@ -10,6 +10,7 @@ from ..dreamdance_core.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECI
 from ..dreamdance_core.sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS
 from ._common import (
     DEMO,
+    KEEP_LOADED_HELP,
     TINY_DEMO,
     choices,
     comfy_to_core,
@@ -82,8 +83,7 @@ class DreamDanceGeometryModelLoader:
                 "clip_vision": (choices("clip_vision"), {"tooltip": "CLIP image encoder for the reference image "
                                 "(models/clip_vision); '(none)' if the weights folder carries image_encoder/."}),
                 "precision": PRECISION_INPUT,
-                "keep_loaded": ("BOOLEAN", {"default": False, "tooltip": "Keep the model on the GPU after each run "
-                                "(faster re-runs, more memory). Off: moved to the offload device when done."}),
+                "keep_loaded": ("BOOLEAN", {"default": False, "tooltip": KEEP_LOADED_HELP}),
             }
         }
 

@@ -6,6 +6,7 @@ from ..dreamdance_core.fit import DEFAULT_FIT
 from ..dreamdance_core.sampling.schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS
 from ._common import (
     DEMO,
+    KEEP_LOADED_HELP,
     TINY_DEMO,
     choices,
     comfy_to_core,
@@ -58,8 +59,7 @@ class DreamDanceVideoModelLoader:
                                    "checkpoint (e.g. svd_xt_1_1.safetensors); '(none)' if the weights folder "
                                    "carries svd/."}),
                 "precision": PRECISION_INPUT,
-                "keep_loaded": ("BOOLEAN", {"default": False, "tooltip": "Keep the model on the GPU after each run "
-                                "(faster re-runs, more memory). Off: moved to the offload device when done."}),
+                "keep_loaded": ("BOOLEAN", {"default": False, "tooltip": KEEP_LOADED_HELP}),
             }
         }
 

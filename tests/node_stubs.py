@@ -10,14 +10,21 @@ Usage in a test module::
         assert comfy_stubs.progress[-1] == (total, total)
 
 ``comfy_stubs`` (a pytest fixture, or the ``fake_comfyui(root)`` context manager) puts fake ``comfy``,
-``comfy.utils``, ``comfy.model_management`` and ``folder_paths`` modules into ``sys.modules`` and removes them
-afterwards. Folders (input, output, temp, models) live under a temporary directory. What the fakes do:
+``comfy.utils``, ``comfy.model_management``, ``comfy.model_patcher`` and ``folder_paths`` modules into
+``sys.modules`` and removes them afterwards. Folders (input, output, temp, models) live under a temporary
+directory. What the fakes do:
 
 - ``comfy.utils.ProgressBar``: records ``(value, total)`` of every update in ``FakeComfy.progress`` (previews in
   ``FakeComfy.previews``).
 - ``comfy.model_management.throw_exception_if_processing_interrupted()`` raises ``InterruptProcessingException``
   once ``FakeComfy.interrupt()`` (or ``interrupt_current_processing()``) was called; ``get_torch_device()``,
   ``intermediate_device()`` and ``unet_offload_device()`` are the CPU, ``soft_empty_cache()`` does nothing.
+- ``comfy.model_patcher.ModelPatcher`` only holds ``model``, ``load_device`` and ``offload_device``;
+  ``load_models_gpu(models, ..., force_full_load=False)`` records ``(patcher, force_full_load)`` in
+  ``FakeComfy.loads``, moves a patcher not yet loaded to its load device and lists it first in
+  ``current_loaded_models`` (entries with ``model`` and ``device``); ``free_memory(memory, device, keep_loaded)``
+  unloads every model on ``device`` but those in ``keep_loaded`` to its offload device
+  (tests/comfyui/test_model_management.py checks the real ones).
 - ``folder_paths``: ``get_input_directory``, ``get_output_directory``, ``get_temp_directory``, ``models_dir``,
   ``folder_names_and_paths``, ``add_model_folder_path``, ``get_folder_paths``, ``get_filename_list``,
   ``get_full_path``, ``get_full_path_or_raise``, ``get_annotated_filepath``, ``exists_annotated_filepath`` and
@@ -45,7 +52,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "dreamdance_pack_under_test"  # not the folder's name, on purpose
-STUBBED = ("comfy", "comfy.utils", "comfy.model_management", "folder_paths")
+STUBBED = ("comfy", "comfy.utils", "comfy.model_management", "comfy.model_patcher", "folder_paths")
 
 
 class InterruptProcessingException(Exception):
@@ -60,6 +67,7 @@ class FakeComfy:
     progress: list[tuple[int, int]] = field(default_factory=list)
     previews: list[object] = field(default_factory=list)
     interrupted: bool = False
+    loads: list[tuple[object, bool]] = field(default_factory=list)
 
     @property
     def input_dir(self) -> Path:
@@ -118,6 +126,40 @@ def _model_management_module(state: FakeComfy) -> types.ModuleType:
     module.processing_interrupted = lambda: state.interrupted
     module.get_torch_device = module.intermediate_device = module.unet_offload_device = lambda: torch.device("cpu")
     module.soft_empty_cache = lambda *args, **kwargs: None
+    module.current_loaded_models = []
+
+    class LoadedModel:
+        def __init__(self, patcher):
+            self.model, self.device = patcher, patcher.load_device
+
+    def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                        force_full_load=False) -> None:
+        for patcher in models:
+            state.loads.append((patcher, force_full_load))
+            if not any(loaded.model is patcher for loaded in module.current_loaded_models):
+                patcher.model.to(patcher.load_device)
+                module.current_loaded_models.insert(0, LoadedModel(patcher))
+
+    def free_memory(memory_required, device, keep_loaded=()) -> list:
+        kept = {id(loaded.model) for loaded in keep_loaded}
+        unloaded = [m for m in module.current_loaded_models if m.device == device and id(m.model) not in kept]
+        for loaded in unloaded:
+            loaded.model.model.to(loaded.model.offload_device)
+            module.current_loaded_models.remove(loaded)
+        return unloaded
+
+    module.load_models_gpu, module.free_memory = load_models_gpu, free_memory
+    return module
+
+
+def _model_patcher_module() -> types.ModuleType:
+    module = types.ModuleType("comfy.model_patcher")
+
+    class ModelPatcher:
+        def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
+            self.model, self.load_device, self.offload_device = model, load_device, offload_device
+
+    module.ModelPatcher = ModelPatcher
     return module
 
 
@@ -203,8 +245,9 @@ def fake_comfyui(root: Path) -> Iterator[FakeComfy]:
     comfy = types.ModuleType("comfy")
     comfy.__path__ = []  # a package, so "import comfy.utils" works
     comfy.utils, comfy.model_management = _utils_module(state), _model_management_module(state)
+    comfy.model_patcher = _model_patcher_module()
     fakes = {"comfy": comfy, "comfy.utils": comfy.utils, "comfy.model_management": comfy.model_management,
-             "folder_paths": _folder_paths_module(state)}
+             "comfy.model_patcher": comfy.model_patcher, "folder_paths": _folder_paths_module(state)}
     saved = {name: sys.modules.get(name) for name in STUBBED}
     sys.modules.update(fakes)
     try:
