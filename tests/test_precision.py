@@ -27,6 +27,7 @@ from dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
 from dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
 from dreamdance_core.sampling.windows import WindowOptions
 from dreamdance_core.tiny import tiny_geometry_pipeline, tiny_svd_components, tiny_vae, tiny_video_pipeline
+from tests.node_stubs import comfy_stubs, import_pack_module  # noqa: F401  (comfy_stubs: a fixture)
 
 
 # ------------------------------------------------------------------------------------------------ precision names
@@ -80,18 +81,25 @@ def test_precision_flag_reaches_both_pipelines(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         parse_args(["--precision", "fp64"])
     asked, ran = [], []
-    for name in ("geometry_pipeline", "video_pipeline"):
-        def loader(*args, _load=getattr(sources, name), **kwargs):
+
+    def loader(load):
+        def recorded(*args, **kwargs):
             asked.append(kwargs["dtype"])
-            return _load(*args, **kwargs)
+            return load(*args, **kwargs)
 
-        monkeypatch.setattr(sources, name, loader)
-    for module, name in ((stage1, "sample_geometry"), (stage2, "sample_stage2")):
-        def spy(pipeline, *args, _sample=getattr(module, name), **kwargs):
+        return recorded
+
+    def spy(sample):
+        def recorded(pipeline, *args, **kwargs):
             ran.append({p.dtype for m in pipeline.modules() for p in m.parameters()})
-            return _sample(pipeline, *args, **kwargs)
+            return sample(pipeline, *args, **kwargs)
 
-        monkeypatch.setattr(module, name, spy)
+        return recorded
+
+    for name in ("geometry_pipeline", "video_pipeline"):
+        monkeypatch.setattr(sources, name, loader(getattr(sources, name)))
+    for module, name in ((stage1, "sample_geometry"), (stage2, "sample_stage2")):
+        monkeypatch.setattr(module, name, spy(getattr(module, name)))
     args = ["--frames", "2", "--steps", "1", "--video-steps", "1", "--window", "2", "--overlap", "0"]
     assert main([*args, "--precision", "bf16", "--output", str(tmp_path / "bf16")]) == 0
     assert asked == [torch.bfloat16] * 2 and ran == [{torch.bfloat16}] * 2
@@ -274,3 +282,35 @@ def test_stage1_skips_the_rgb_decode_when_not_asked():
     assert sum(decoded) == 2 * 3 and geometry.rgb is None  # normal and depth only
     torch.testing.assert_close(geometry.normal, full.normal, rtol=1e-4, atol=2e-5)
     torch.testing.assert_close(geometry.depth, full.depth, rtol=1e-4, atol=2e-5)
+
+
+# ------------------------------------------------------------------------------------------------ loader nodes
+def test_loader_nodes_default_to_auto_keep_the_old_values_and_resolve_for_comfys_device(comfy_stubs, tf32_flags,
+                                                                                          monkeypatch):
+    import json
+    import sys
+    from pathlib import Path
+
+    geometry, video = import_pack_module("nodes.geometry"), import_pack_module("nodes.video")
+    loaders = (geometry.DreamDanceGeometryModelLoader, video.DreamDanceVideoModelLoader)
+    saved = json.loads((Path(__file__).parent / "saved_workflows" / "full_pipeline_before_scheduler.json").read_text())
+    for loader in loaders:
+        values, spec = loader.INPUT_TYPES()["required"]["precision"]
+        assert values == ["auto", "fp32", "fp16", "bf16"] and spec["default"] == "auto"
+        old = [node["widgets_values"][-2] for node in saved["nodes"] if node["type"] == loader.__name__]
+        assert old and set(old) <= set(values)  # workflows saved with fp32 (or fp16) still load
+    demo = "(demo: synthetic mannequins)"
+    (model,) = geometry.DreamDanceGeometryModelLoader().load(demo, "(none)", "(none)", "auto", False)
+    assert model.model.denoising_unet.dtype == model.vae.dtype == torch.float32  # ComfyUI's device is the CPU here
+    (model,) = video.DreamDanceVideoModelLoader().load(demo, "(none)", "bf16", False)
+    assert {p.dtype for m in model.modules() for p in m.parameters()} == {torch.bfloat16}
+    assert not torch.backends.cuda.matmul.allow_tf32
+    # a ComfyUI on a CUDA GPU started with --force-channels-last (the device is only named: nothing runs on it)
+    mm = sys.modules["comfy.model_management"]
+    monkeypatch.setattr(mm, "get_torch_device", lambda: torch.device("cuda", 0))
+    monkeypatch.setattr(mm, "force_channels_last", lambda: True, raising=False)
+    pack_precision = import_pack_module("dreamdance_core.precision")  # the pack's own copy of the module
+    monkeypatch.setattr(pack_precision, "cuda_bf16_supported", lambda device=None: True)
+    (model,) = geometry.DreamDanceGeometryModelLoader().load(demo, "(none)", "(none)", "auto", False)
+    assert model.model.denoising_unet.dtype == torch.bfloat16 and torch.backends.cuda.matmul.allow_tf32
+    assert model.model.denoising_unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
