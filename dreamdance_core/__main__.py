@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import sys
 import time
+import weakref
 from pathlib import Path
 
 from .fit import DEFAULT_FIT, FIT_HELP, FIT_MODES
@@ -307,6 +308,11 @@ def run(args: argparse.Namespace) -> int:
                                  callback)
     print(f"Stage 1: {len(pose_frames)} frames at {width}x{height}, {args.steps} steps in "
           f"{time.perf_counter() - started:.1f} s")
+    # Stage 1 is done: its maps and models leave the device before Stage 2 loads
+    result.rgb, result.normal, result.depth = (x.cpu() for x in (result.rgb, result.normal, result.depth))
+    stage1_modules = [weakref.ref(module) for module in geometry.modules()]
+    del geometry
+    _release(stage1_modules, args.device)
 
     out = args.output
     rows = {"pose": pose_frames, "rgb": to_uint8(result.rgb), "normal": to_uint8(result.normal),
@@ -325,6 +331,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"reminder: {'every model' if source == TINY else 'Stage 2'} ran with random weights - those "
               "images show the plumbing works, not what DreamDance produces.")
     return 0
+
+
+def _release(modules, device) -> None:
+    """Free the device memory of models the caller dropped (``modules``: weak references to them): collected, or, if
+    something still holds one (e.g. a cache of ``torch.compile``), moved to the CPU; then CUDA's cache is emptied."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    for module in (ref() for ref in modules):
+        if module is not None:
+            module.to(device="cpu")
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _animate(args, source: str, poses, geometry, windows):
