@@ -19,19 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dreamdance_core.dataset import depth_to_unit
 from dreamdance_core.demo import stage1_demo, stage2_demo
-from dreamdance_core.pose import PoseSequence, render_poses, sample_dance, to_pose_keypoint
-from dreamdance_core.synthetic.generate import render_sample
+from dreamdance_core.pose import sample_dance, to_pose_keypoint
 from scripts.comfyui_harness import APP_READY, CHROMIUM, CHROMIUM_ARGS, REPO_ROOT, ComfyInstall, ComfyServer, ServerDirs
+from scripts.make_example_inputs import DRIVING_VIDEO, MAP_FILES, REFERENCE_IMAGE, reference_pose_json
 
 WORKFLOWS = REPO_ROOT / "workflows"
-REFERENCE_IMAGE = "dreamdance_reference.png"  # what the shipped LoadImage nodes name; users pick their own
-MAP_FILES = {name: f"dreamdance_{name}.webp" for name in ("pose", "depth", "normal")}  # stage2_external_geometry
 IMAGE_NODE = (240, 400)  # Load Image nodes are sized up front: the preview that fills them arrives after layout
-MANNEQUIN = (1, 2, 3)  # character, motion and scene seeds of the synthetic example person
 THUMBNAIL_SIZE = (480, 320)
 THUMBNAIL_MAX_BYTES = 60_000
 # Stage 1 as the shipped demo checkpoint samples (dreamdance_core/demo/stage1/demo.json);
@@ -42,7 +36,8 @@ STAGE1 = {"width": DEMO_STAGE1.width, "height": DEMO_STAGE1.height, "steps": DEM
 
 REFERENCE_NOTE = (
     "Load Image: pick a photo of the person to animate (whole body, facing the camera, plain background); "
-    f"'{REFERENCE_IMAGE}' is only a placeholder name.\n\n"
+    f"'{REFERENCE_IMAGE}' is the pack's example (a synthetic mannequin, copied into ComfyUI's input folder); upload "
+    "your own with the node's upload button.\n\n"
     "Geometry model: '(demo: synthetic mannequins)' is the small model shipped with the pack, trained on synthetic "
     "mannequins at 64x96, so this graph samples at that size: it draws real maps for mannequin-like references. For "
     "real maps put DreamDance Stage-1 weights (trained with train/stage1.py) into ComfyUI/models/dreamdance/, an SD1.5 "
@@ -76,51 +71,6 @@ class Workflow:
 
 def note(key: str, col: int, text: str, size: tuple[int, int] = (320, 250)) -> Node:
     return Node(key, "Note", col, {"text": text}, title="Read me", size=size)
-
-
-def reference_image() -> np.ndarray:
-    """The synthetic mannequin the workflows are shown and tested with: ``uint8 [384, 256, 3]``."""
-    return render_sample(*MANNEQUIN, num_frames=1).reference.rgb[0]
-
-
-def example_maps(num_frames: int, width: int, height: int) -> dict[str, np.ndarray]:
-    """Pose, depth and normal maps ``uint8 [F, H, W, 3]`` of a synthetic dance, standing in for maps that another
-    estimator made (what ``stage2_external_geometry`` loads)."""
-    clip = render_sample(*MANNEQUIN, num_frames=num_frames, width=width, height=height).clip
-    poses = PoseSequence.empty(num_frames, 1, (width, height))
-    poses.body[:, 0] = clip.keypoints
-    depth = np.repeat(depth_to_unit(clip.depth, clip.mask)[..., None], 3, axis=-1)
-    return {
-        "pose": render_poses(poses),
-        "depth": (depth * 255).round().astype(np.uint8),
-        "normal": np.where(clip.mask[..., None], (clip.normal + 1) * 127.5, 0).round().astype(np.uint8),
-    }
-
-
-def write_animated_webp(frames: np.ndarray, path: Path, fps: float = 8.0) -> None:
-    """``uint8 [F, H, W, 3]`` -> a lossless animated WEBP (Load Image reads every frame of it as one batch)."""
-    from PIL import Image
-
-    images = [Image.fromarray(frame) for frame in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], lossless=True, duration=round(1000 / fps))
-
-
-def write_example_inputs(input_dir: Path, num_frames: int = 16, width: int = 256, height: int = 384) -> None:
-    """The files the shipped workflows load, into a ComfyUI input folder."""
-    from PIL import Image
-
-    Image.fromarray(reference_image()).save(input_dir / REFERENCE_IMAGE)
-    for name, frames in example_maps(num_frames, width, height).items():
-        write_animated_webp(frames, input_dir / MAP_FILES[name])
-
-
-def reference_pose_json() -> str:
-    """The body pose of the mannequin in the reference image the tests use (256x384, pixels), as POSE_KEYPOINT."""
-    frames = render_sample(*MANNEQUIN, num_frames=1).reference
-    seq = PoseSequence.empty(1, 1, (frames.width, frames.height))
-    seq.body[0, 0] = frames.keypoints[0]
-    seq.body[..., :2] = seq.body[..., :2].round(1)
-    return json.dumps(to_pose_keypoint(seq), separators=(",", ":"))
 
 
 def key_poses_json(frames: tuple[int, ...] = (0, 6, 12, 18)) -> str:
@@ -273,7 +223,8 @@ EXTERNAL_NOTE = (
     "Stage 2 with geometry from elsewhere: any IMAGE batches work as control maps, one image per frame "
     "(depth: bright = near; normals: RGB = xyz; pose: OpenPose colours). Load Image reads every frame of an "
     "animated WEBP/GIF as one batch; for video files use Load Video -> Get Video Components. "
-    f"'{MAP_FILES['depth']}' etc. are placeholder names. Leave a map unconnected to animate without it."
+    f"'{MAP_FILES['depth']}' etc. are the pack's examples (8 frames of a synthetic dance, copied into ComfyUI's "
+    "input folder); upload your own with each node's upload button. Leave a map unconnected to animate without it."
     "\n\nLoad Image (reference): the person to animate." + VIDEO_NOTE
 )
 
@@ -304,8 +255,65 @@ def stage2_external_geometry() -> Workflow:
     )
 
 
+DRIVING_NOTE = (
+    f"Driving video: Load Video reads the pack's example '{DRIVING_VIDEO}', a short clip of rendered OpenPose "
+    "skeletons (body only), and Pose from Image reads their joints back. Upload your own video with its upload "
+    "button.\n\n"
+    "A video of a real person needs a pose estimator: add comfyui_controlnet_aux's DWPose Estimator, connect Get "
+    "Video Components' images to it, and its POSE_KEYPOINT output to Retarget's driving_pose (in place of Pose from "
+    "Image).\n\n"
+    "Retarget fits the motion to the body of the person in the reference image. Its reference_pose here is the "
+    "example mannequin's pose, as text in 'Reference pose'; with your own photo, run DWPose Estimator on it and "
+    "connect that POSE_KEYPOINT to reference_pose instead.\n\n"
+    "Load Image (reference): the person to animate." + VIDEO_NOTE
+)
+
+
+def driving_video() -> Workflow:
+    return Workflow(
+        "driving_video",
+        "From a driving video: poses read from the video, fitted to the reference body, then depth/normal (Stage 1) "
+        "and video (Stage 2).",
+        [
+            note("note", 0, DRIVING_NOTE, size=(360, 420)),
+            Node("video", "LoadVideo", 0, {"file": DRIVING_VIDEO}, title="Driving video", size=IMAGE_NODE),
+            Node("components", "GetVideoComponents", 1, size=(320, 120)),
+            Node("from_image", "DreamDancePoseFromImage", 1, size=(360, 80)),
+            Node("reference", "DreamDanceLoadPose", 1, {"pose_json": reference_pose_json()}, title="Reference pose",
+                 size=(320, 220)),
+            Node("image", "LoadImage", 1, {"image": REFERENCE_IMAGE}, title="Reference image", size=IMAGE_NODE),
+            Node("retarget", "DreamDanceRetargetPose", 2),
+            Node("render", "DreamDanceRenderPose", 2, {"width": 512, "height": 768}),
+            Node("geometry_loader", "DreamDanceGeometryModelLoader", 3,
+                 {"stage1_weights": "(demo: synthetic mannequins)"}),
+            Node("geometry", "DreamDancePoseToGeometry", 3, {**STAGE1, "seed": 0, "control_after_generate": "fixed"}),
+            Node("video_loader", "DreamDanceVideoModelLoader", 4, VIDEO_LOADER),
+            Node("animate", "DreamDanceAnimate", 4, {**STAGE2, "seed": 0, "control_after_generate": "fixed"}),
+            Node("save", "SaveAnimatedWEBP", 5, {"filename_prefix": "dreamdance/driving_video", "fps": VIDEO_FPS},
+                 title="Save video"),
+        ],
+        [
+            ("video", "VIDEO", "components", "video"),
+            ("components", "images", "from_image", "pose_images"),
+            ("from_image", "pose", "retarget", "driving_pose"),
+            ("reference", "pose", "retarget", "reference_pose"),
+            ("retarget", "pose", "render", "pose"),
+            ("retarget", "pose", "geometry", "pose_keypoint"),
+            ("geometry_loader", "geometry_model", "geometry", "geometry_model"),
+            ("image", "IMAGE", "geometry", "reference"),
+            ("video_loader", "video_model", "animate", "video_model"),
+            ("image", "IMAGE", "animate", "reference"),
+            ("render", "pose_images", "animate", "pose_images"),
+            ("geometry", "depth", "animate", "depth"),
+            ("geometry", "normal", "animate", "normal"),
+            ("animate", "frames", "save", "images"),
+        ],
+    )
+
+
 SPECS = {
-    spec.__name__: spec for spec in (geometry_only, pose_editing, full_pipeline, long_video, stage2_external_geometry)
+    spec.__name__: spec
+    for spec in (geometry_only, pose_editing, full_pipeline, long_video, stage2_external_geometry, driving_video)
 }
 
 # Builds a spec in the open graph: nodes laid out in columns (each column as wide as its widest node), links by
@@ -399,7 +407,7 @@ def build_all(names: list[str], screenshots: Path | None) -> None:
         server = ComfyServer(ComfyInstall.from_env(), ServerDirs(Path(tmp)))
         server.start()
         try:
-            write_example_inputs(server.input_dir)
+            # the example inputs the workflows load are in the input folder: the pack copies them there on import
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 for name in names:

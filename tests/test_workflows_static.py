@@ -16,10 +16,10 @@ from tests.node_stubs import fake_comfyui, import_pack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO_ROOT / "workflows").glob("*.json"))
-EXPECTED = {"geometry_only", "pose_editing", "full_pipeline", "long_video", "stage2_external_geometry"}
+EXPECTED = {"geometry_only", "pose_editing", "full_pipeline", "long_video", "stage2_external_geometry", "driving_video"}
 # Core ComfyUI 0.3.75 nodes (and frontend-only nodes) the shipped workflows may use.
 CORE_NODES = {"LoadImage", "SaveImage", "PreviewImage", "SaveAnimatedWEBP", "ImageBatch", "Note", "MarkdownNote",
-              "Reroute"}
+              "Reroute", "LoadVideo", "GetVideoComponents"}
 THUMBNAIL_MAX_BYTES = 60_000
 DEMO = "(demo: synthetic mannequins)"
 
