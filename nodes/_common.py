@@ -249,9 +249,10 @@ def run_on_device(pipeline, keep_loaded: bool):
     Full load only: ComfyUI's partial ("lowvram") loading streams weights in per layer only for layers built from
     ``comfy.ops`` (``comfy_cast_weights``); our diffusers/torch layers left on the offload device would meet inputs on
     the GPU. The whole pipeline on one device is also what a ``torch.compile``-d denoiser
-    (:mod:`dreamdance_core.compile`) expects: its guards check the weights' devices, so weights split across devices
-    (or moved between runs) would compile it again. Under ``--novram`` ComfyUI loads nothing onto the GPU; the
-    pipeline then runs where ComfyUI left its weights (the offload device).
+    (:mod:`dreamdance_core.compile`) expects: its guards check the weights' devices, and a full load puts them back on
+    the same device for every run, so an eviction in between costs a copy, not a recompilation (checked in
+    tests/comfyui/test_model_management.py). ``--lowvram`` therefore loads our models whole too. Under ``--novram``
+    ComfyUI moves none of our layers to the GPU: the pipeline then runs where its weights are (the offload device).
     """
     import contextlib
 
