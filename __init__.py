@@ -5,7 +5,12 @@ node modules import torch/diffusers inside their ``execute`` methods only.
 """
 
 if __package__:  # ComfyUI (and any package import)
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from .nodes import NODE_API
+
+    if NODE_API == "v3":  # V3 nodes: ComfyUI calls comfy_entrypoint only without NODE_CLASS_MAPPINGS (nodes/_v3.py)
+        from .nodes import comfy_entrypoint  # noqa: F401  (listed in __all__ below)
+    else:  # an older ComfyUI, or no ComfyUI: the V1 node classes
+        from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
     from .nodes._example_inputs import install_example_inputs
 
     # The shipped workflows' example inputs, into ComfyUI's input folder where missing (never overwriting): they run
@@ -16,4 +21,5 @@ else:  # loaded as a bare file: pytest does so when the checkout's folder name i
 
 WEB_DIRECTORY = "./web"
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+__all__ = [name for name in ("NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "comfy_entrypoint", "WEB_DIRECTORY")
+           if name in globals()]

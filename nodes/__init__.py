@@ -3,10 +3,16 @@
 Every module in this folder that defines ``NODE_CLASS_MAPPINGS`` (and optionally ``NODE_DISPLAY_NAME_MAPPINGS``)
 is collected here, so adding a node is adding a file. Node ids are stable (``DreamDance...``): saved workflows
 depend on them.
+
+The nodes are declared with ComfyUI's V1 API; ``NODE_API`` says how ComfyUI gets them: ``"v3"`` where ComfyUI has
+the V3 node API (``comfy_api.latest``): :func:`comfy_entrypoint` builds V3 nodes from the V1 classes (``_v3.py``);
+``"v1"`` elsewhere (older ComfyUI, the unit tests' stubs, or ``DREAMDANCE_NODE_API=v1``): the V1 mappings.
 """
 
 import importlib
 import pkgutil
+
+from ._v3 import NODE_API, comfy_entrypoint  # noqa: F401  (re-exported for the pack's __init__)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -225,7 +225,7 @@ case("editor-keyframes-text", editor_prompt(SAMPLE_2, "first, last"), "queue", "
 case("editor-keyframes-descending", editor_prompt(SAMPLE_2, "1, 0"), "queue", "2", "keyframes", "must increase")
 case("editor-keyframes-linked-0-500", editor_prompt("", "0, 500", linked=True), "run", "DreamDancePoseEditor",
      "frame 500 is outside the 24 frame(s)")
-case("editor-empty-nothing-linked", editor_prompt("", ""), "run", "DreamDancePoseEditor", "no pose is connected")
+case("editor-empty-nothing-linked", editor_prompt("", ""), "queue", "2", "pose_json", "no pose is connected")
 case("editor-json-broken", editor_prompt("[{"), "queue", "2", "pose_json", "not valid JSON")
 case("editor-frames-numbers", editor_prompt("[1, 2]"), "queue", "2", "pose_json", "frame 0: a frame must be")
 case("editor-frames-strings", editor_prompt('["a"]'), "queue", "2", "pose_json", "got str")

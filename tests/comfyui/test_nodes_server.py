@@ -72,12 +72,13 @@ def test_out_of_range_steps_get_comfyuis_validation_error(comfy_server: ComfySer
 
 
 def test_missing_pose_names_the_inputs_to_connect(comfy_server: ComfyServer):
-    with pytest.raises(PromptFailed) as failed:
+    """Refused when queued (the V3 node's connection rule, nodes/_v3.py), before the model loads."""
+    with pytest.raises(PromptRejected) as rejected:
         comfy_server.run_prompt(geometry_prompt(pose_keypoint=None))
-    error = execution_error(failed.value)
-    assert error["node_type"] == "DreamDancePoseToGeometry"
-    assert error["exception_type"].endswith("ValueError")
-    assert "connect exactly one pose input: pose_keypoint" in error["exception_message"]
+    assert rejected.value.status == 400
+    errors = rejected.value.body["node_errors"][SAMPLER]["errors"]
+    assert {error["type"] for error in errors} == {"custom_validation_failed"}
+    assert all("connect exactly one pose input: pose_keypoint" in error["details"] for error in errors), errors
 
 
 def test_size_not_a_multiple_of_8_is_refused_clearly(comfy_server: ComfyServer):

@@ -14,19 +14,32 @@ from scripts.comfyui_harness import PACK_FOLDER_NAME, REPO_ROOT, ComfyInstall, C
 # Importing the pack must not load these: models are built inside the nodes' execute functions.
 HEAVY_MODULES = ("diffusers", "transformers", "accelerate")
 # Loads the pack the way ComfyUI 0.3.75's nodes.load_custom_node does (module name = folder path, "." -> "_x_"),
-# in ComfyUI's own interpreter, and reports its node ids and which heavy modules the import pulled in.
+# in ComfyUI's own interpreter with its V3 API imported (as the server has it), and reports its node ids, which node
+# API it used (V1 NODE_CLASS_MAPPINGS, or V3 comfy_entrypoint: then every node's schema is built, as the server does
+# when it loads the pack) and which heavy modules that pulled in.
 IMPORT_PROBE = """
-import importlib.util, json, os, sys
+import asyncio, importlib.util, json, os, sys
 sys.argv = [sys.argv[0], "--cpu"]
 sys.path.insert(0, os.getcwd())
 import comfy.options; comfy.options.enable_args_parsing()
+try:
+    import comfy_api.latest
+except ImportError:  # a ComfyUI before the V3 node API
+    pass
 pack = os.environ["DREAMDANCE_PACK_DIR"]
 spec = importlib.util.spec_from_file_location(pack.replace(".", "_x_"), os.path.join(pack, "__init__.py"))
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
+if getattr(module, "NODE_CLASS_MAPPINGS", None) is not None:
+    api, nodes = "v1", sorted(module.NODE_CLASS_MAPPINGS)
+elif hasattr(module, "comfy_entrypoint"):
+    listed = asyncio.run(module.comfy_entrypoint().get_node_list())
+    api, nodes = "v3", sorted(node.GET_SCHEMA().node_id for node in listed)
+else:
+    api, nodes = None, []
 heavy = [name for name in json.loads(os.environ["DREAMDANCE_HEAVY"]) if name in sys.modules]
-print(json.dumps({"nodes": sorted(module.NODE_CLASS_MAPPINGS), "heavy": heavy, "torch": "torch" in sys.modules}))
+print(json.dumps({"nodes": nodes, "api": api, "heavy": heavy, "torch": "torch" in sys.modules}))
 """
 
 
@@ -78,6 +91,12 @@ def test_importing_the_pack_loads_no_model_library(import_report: dict):
     assert import_report["heavy"] == [], f"importing the pack imported {import_report['heavy']}: import them lazily"
 
 
+def test_comfyui_075_gets_the_v3_nodes(import_report: dict):
+    """ComfyUI 0.3.75 has the V3 node API: the pack exports comfy_entrypoint and no NODE_CLASS_MAPPINGS (which
+    ComfyUI would take first); tests/comfyui/test_v3_schema.py compares them with the V1 ones."""
+    assert import_report["api"] == "v3"
+
+
 def test_server_nodes_are_exactly_the_packs_mappings(comfy_server: ComfyServer, import_report: dict):
     served = dreamdance_nodes(comfy_server.get("/object_info"))
     assert set(served) == set(import_report["nodes"])
@@ -103,3 +122,33 @@ def test_the_node_checks_catch_a_bad_node_and_a_heavy_import(comfyui_install: Co
     heavy_pack.mkdir()
     (heavy_pack / "__init__.py").write_text("import transformers\nNODE_CLASS_MAPPINGS = {'DreamDanceX': object}\n")
     assert probe_pack_import(comfyui_install, heavy_pack)["heavy"] == ["transformers"]
+    heavy_v3_pack = tmp_path / "heavy_v3_pack"  # the same through a V3 node whose schema imports the library
+    heavy_v3_pack.mkdir()
+    (heavy_v3_pack / "__init__.py").write_text(HEAVY_V3_PACK)
+    report = probe_pack_import(comfyui_install, heavy_v3_pack)
+    assert (report["api"], report["nodes"], report["heavy"]) == ("v3", ["DreamDanceHeavy"], ["transformers"])
+
+
+HEAVY_V3_PACK = """
+from comfy_api.latest import ComfyExtension, io
+
+
+class Heavy(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        import transformers  # noqa: F401
+        return io.Schema(node_id="DreamDanceHeavy", category="DreamDance/test", inputs=[], outputs=[])
+
+    @classmethod
+    def execute(cls):
+        return io.NodeOutput()
+
+
+class Extension(ComfyExtension):
+    async def get_node_list(self):
+        return [Heavy]
+
+
+def comfy_entrypoint():
+    return Extension()
+"""
