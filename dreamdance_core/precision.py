@@ -10,9 +10,13 @@
   (``pipe.unet.to(memory_format=torch.channels_last)``); the outputs are the same (tests/test_precision.py). Opt-in
   on CUDA (:func:`prepare_for_device`): whether it is faster depends on the GPU and the layers, so measure it.
 - :func:`upcast_vae`: the VAE upcast rule of diffusers' pipelines: a VAE held in fp16 whose config says
-  ``force_upcast`` runs its encode and decode in fp32 and is cast back afterwards
-  (``StableVideoDiffusionPipeline``: ``needs_upcasting = self.vae.dtype == torch.float16 and
-  self.vae.config.force_upcast``; the SDXL pipelines' ``upcast_vae``). bf16 and fp32 VAEs run as they are.
+  ``force_upcast`` runs its encode and decode in fp32 and is cast back afterwards; bf16 and fp32 VAEs run as they
+  are. The test is ``StableVideoDiffusionPipeline``'s (``needs_upcasting = self.vae.dtype == torch.float16 and
+  self.vae.config.force_upcast``), which upcasts for the reference's encode but casts back before decoding; the SDXL
+  pipelines upcast for decoding too (``upcast_vae``), and ``force_upcast``'s own documentation says the VAE then runs
+  in fp32, so here both do (fp32 decoding costs memory once, at the end, and cannot overflow).
+  ``StableDiffusionPipeline`` (SD1.5) never upcasts; the same rule is applied to Stage 1's SD VAE (its config's
+  ``force_upcast`` defaults to True), so Stage 1 in fp16 encodes and decodes in fp32 as well.
 """
 
 from __future__ import annotations

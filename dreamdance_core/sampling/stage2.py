@@ -14,7 +14,9 @@ Algorithm (as ``diffusers.StableVideoDiffusionPipeline`` 0.42, written as a func
    whose residuals enter the UNet; the unconditional and conditional branches are combined with per-frame linear CFG
    from ``min_cfg`` (first frame) to ``max_cfg`` (last frame, global frame index); the blended prediction makes one
    scheduler step; latents and the blend stay in fp32 whatever the models' dtype;
-6. VAE decoding in chunks of ``decode_chunk_size`` frames.
+6. VAE decoding in chunks of ``decode_chunk_size`` frames. A VAE held in fp16 whose config says ``force_upcast``
+   encodes (step 2, as the pipeline does) and decodes in fp32 (:func:`~dreamdance_core.precision.upcast_vae`; the
+   pipeline casts it back to fp16 before decoding).
 
 Peak memory does not grow with the video's length beyond the latents, the blend and the output frames: everything
 per frame (control maps on the device, controller, ControlNet, UNet, VAE) runs on one window or chunk at a time.
