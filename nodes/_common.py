@@ -184,6 +184,12 @@ KEEP_LOADED_HELP = (
 )
 
 
+COMPILE_HELP = (
+    "Run the denoiser through torch.compile. The first run compiles (minutes); later runs at the same size and "
+    "window length are faster. GPU recommended."
+)
+
+
 def model_patcher(pipeline):
     """ComfyUI's own ``ModelPatcher`` over all modules of a core pipeline (:mod:`dreamdance_core.pipelines`), made once
     and kept on the pipeline (``pipeline.comfy_patcher``), so ComfyUI's memory manager sees one model per loaded
@@ -237,13 +243,16 @@ def unload_model(patcher) -> bool:
     return True
 
 
-def run_on_device(pipeline, keep_loaded: bool):
+def run_on_device(pipeline, keep_loaded: bool, memory_required: int = 0):
     """Context manager: the pipeline loaded by ComfyUI's memory manager for the work; yields the torch device its
     weights are on.
 
-    ``comfy.model_management.load_models_gpu([patcher], force_full_load=True)`` first evicts other models (fully or
-    partly) until ours fits with ComfyUI's inference reserve, then moves ours to the GPU and counts it in
-    ``current_loaded_models``. After the work it stays there (ComfyUI evicts it when another model needs the room),
+    ``comfy.model_management.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)``
+    first evicts other models (fully or partly) until ours fits with room for the work, then moves ours to the GPU and
+    counts it in ``current_loaded_models``. ``memory_required``: the work's activation bytes
+    (:mod:`dreamdance_core.memory`, as ComfyUI's own sampling passes ``estimate_memory``); ComfyUI keeps
+    ``max(memory_required + its extra reserve, its minimum inference memory)`` free, so 0 leaves only that minimum
+    (about 1.2 GB). After the work it stays there (ComfyUI evicts it when another model needs the room),
     unless ``keep_loaded`` is False: then it is unloaded at once (:func:`unload_model`).
 
     Full load only: ComfyUI's partial ("lowvram") loading streams weights in per layer only for layers built from
@@ -261,7 +270,7 @@ def run_on_device(pipeline, keep_loaded: bool):
     @contextlib.contextmanager
     def scope():
         patcher = model_patcher(pipeline)
-        mm.load_models_gpu([patcher], force_full_load=True)
+        mm.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
         devices = {parameter.device for parameter in patcher.model.parameters()}
         if len(devices) != 1:  # never with a full load; say so rather than fail on mixed devices deep in a forward
             raise RuntimeError(f"ComfyUI left the DreamDance model split over {sorted(map(str, devices))}")

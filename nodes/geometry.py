@@ -9,6 +9,7 @@ from ..dreamdance_core.fit import DEFAULT_FIT
 from ..dreamdance_core.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS
 from ..dreamdance_core.sampling.schedulers import STAGE1_DEFAULT, STAGE1_SCHEDULERS
 from ._common import (
+    COMPILE_HELP,
     DEMO,
     KEEP_LOADED_HELP,
     TINY_DEMO,
@@ -195,6 +196,7 @@ class DreamDancePoseToGeometry:
                 "scheduler": (list(STAGE1_SCHEDULERS), {"default": STAGE1_DEFAULT, "tooltip": "Sampler: ddim (the "
                               "default; the AnimateAnyone family's), euler, euler ancestral (fresh noise every step, "
                               "from the seed) or dpm++ 2m; all over the model's own noise schedule."}),
+                "compile": ("BOOLEAN", {"default": False, "tooltip": COMPILE_HELP}),
             },
         }
 
@@ -204,8 +206,10 @@ class DreamDancePoseToGeometry:
         return queue_check(cls, {"cfg_rgb": cfg_rgb, "cfg_normal": cfg_normal, "cfg_depth": cfg_depth})
 
     def generate(self, geometry_model, reference, width, height, steps, seed, cfg_rgb, cfg_normal, cfg_depth,
-                 pose_keypoint=None, pose_images=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE1_DEFAULT):
+                 pose_keypoint=None, pose_images=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE1_DEFAULT,
+                 compile=False):
         from ..dreamdance_core.media import fit_images
+        from ..dreamdance_core.memory import stage1_memory, vae_decode_dtype
         from ..dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
         from ..dreamdance_core.sampling.windows import window_indices
 
@@ -214,10 +218,11 @@ class DreamDancePoseToGeometry:
         reference = fit_images(comfy_to_core(reference)[:1], width, height, fit)
         callback = progress_callback(steps * len(window_indices(max(1, poses.shape[0]), windows)))
         pipeline = geometry_model
-        with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
-            dtype = pipeline.model.denoising_unet.dtype
-            options = Stage1Options(steps=steps, guidance=(cfg_rgb, cfg_normal, cfg_depth), windows=windows, seed=seed,
-                                    scheduler=scheduler)
+        dtype = pipeline.model.denoising_unet.dtype
+        options = Stage1Options(steps=steps, guidance=(cfg_rgb, cfg_normal, cfg_depth), windows=windows, seed=seed,
+                                scheduler=scheduler, compile=compile)
+        memory = stage1_memory(options, poses.shape[0], width, height, dtype, vae_decode_dtype(pipeline.vae))
+        with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False), memory) as device:
             result = sample_geometry(pipeline, reference.to(device, dtype), poses.to(device, dtype), options, callback,
                                      cancel_check=cancel_check)
         return tuple(core_to_comfy(x) for x in (result.depth, result.normal, result.rgb, poses))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..dreamdance_core.fit import DEFAULT_FIT
 from ..dreamdance_core.sampling.schedulers import STAGE2_DEFAULT, STAGE2_SCHEDULERS
 from ._common import (
+    COMPILE_HELP,
     DEMO,
     KEEP_LOADED_HELP,
     TINY_DEMO,
@@ -133,6 +134,7 @@ class DreamDanceAnimate:
                                  "strength, from DreamDance Control Map nodes; with or instead of pose_images, depth "
                                  "and normal (each modality once). A modality the model was trained on but not given "
                                  "is black (absent)."}),
+                "compile": ("BOOLEAN", {"default": False, "tooltip": COMPILE_HELP}),
             },
         }
 
@@ -148,8 +150,9 @@ class DreamDanceAnimate:
     def animate(self, video_model, reference, width, height, steps, seed, min_cfg, max_cfg, fps, motion_bucket_id,
                 noise_aug_strength, strength, pose_strength, depth_strength, normal_strength, decode_chunk_size,
                 pose_images=None, depth=None, normal=None, windows=None, fit=DEFAULT_FIT, scheduler=STAGE2_DEFAULT,
-                control_maps=None):
+                control_maps=None, compile=False):
         from ..dreamdance_core.media import fit_images
+        from ..dreamdance_core.memory import stage2_memory, vae_decode_dtype
         from ..dreamdance_core.modalities import ControlMap, control_inputs
         from ..dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
         from ..dreamdance_core.sampling.windows import window_indices
@@ -164,11 +167,12 @@ class DreamDanceAnimate:
         options = Stage2Options(
             width=width, height=height, num_frames=frames, steps=steps, min_cfg=min_cfg, max_cfg=max_cfg, fps=fps,
             motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength, seed=seed,
-            decode_chunk_size=decode_chunk_size, windows=windows, scheduler=scheduler,
+            decode_chunk_size=decode_chunk_size, windows=windows, scheduler=scheduler, compile=compile,
         )
         callback = progress_callback(steps * len(window_indices(frames, windows)))
-        with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False)) as device:
-            dtype = pipeline.components.unet.dtype
+        dtype = pipeline.components.unet.dtype
+        memory = stage2_memory(options, dtype, vae_decode_dtype(pipeline.components.vae))
+        with run_on_device(pipeline, getattr(pipeline, "keep_loaded", False), memory) as device:
             inputs = Stage2Inputs({k: v.to(device, dtype) for k, v in maps.items()}, strength, strengths)
             reference = fit_images(comfy_to_core(reference)[:1], width, height, fit).to(device)  # at the video size
             video = sample_stage2(pipeline, reference, inputs, options, callback, cancel_check=interrupt_check())

@@ -21,10 +21,10 @@ directory. What the fakes do:
   ``intermediate_device()`` and ``unet_offload_device()`` are the CPU, ``soft_empty_cache()`` does nothing.
 - ``comfy.model_patcher.ModelPatcher`` only holds ``model``, ``load_device`` and ``offload_device``;
   ``load_models_gpu(models, ..., force_full_load=False)`` records ``(patcher, force_full_load)`` in
-  ``FakeComfy.loads``, moves a patcher not yet loaded to its load device and lists it first in
-  ``current_loaded_models`` (entries with ``model`` and ``device``); ``free_memory(memory, device, keep_loaded)``
-  unloads every model on ``device`` but those in ``keep_loaded`` to its offload device
-  (tests/comfyui/test_model_management.py checks the real ones).
+  ``FakeComfy.loads`` (its ``memory_required`` in ``FakeComfy.memory_required``), moves a patcher not yet loaded
+  to its load device and lists it first in ``current_loaded_models`` (entries with ``model`` and ``device``);
+  ``free_memory(memory, device, keep_loaded)`` unloads every model on ``device`` but those in ``keep_loaded`` to its
+  offload device (tests/comfyui/test_model_management.py checks the real ones).
 - ``folder_paths``: ``get_input_directory``, ``get_output_directory``, ``get_temp_directory``, ``models_dir``,
   ``folder_names_and_paths``, ``add_model_folder_path``, ``get_folder_paths``, ``get_filename_list``,
   ``get_full_path``, ``get_full_path_or_raise``, ``get_annotated_filepath``, ``exists_annotated_filepath`` and
@@ -68,6 +68,7 @@ class FakeComfy:
     previews: list[object] = field(default_factory=list)
     interrupted: bool = False
     loads: list[tuple[object, bool]] = field(default_factory=list)
+    memory_required: list[int] = field(default_factory=list)
 
     @property
     def input_dir(self) -> Path:
@@ -134,6 +135,7 @@ def _model_management_module(state: FakeComfy) -> types.ModuleType:
 
     def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
                         force_full_load=False) -> None:
+        state.memory_required.append(memory_required)
         for patcher in models:
             state.loads.append((patcher, force_full_load))
             if not any(loaded.model is patcher for loaded in module.current_loaded_models):

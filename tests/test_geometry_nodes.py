@@ -139,6 +139,6 @@ def test_fit_then_scheduler_are_the_last_inputs_with_their_defaults(nodes):
     """Appended last in this order (saved workflows keep their widget order), optional, crop / the stage's default
     scheduler by default."""
     optional = nodes.DreamDancePoseToGeometry.INPUT_TYPES()["optional"]
-    assert list(optional)[-2:] == ["fit", "scheduler"] and optional["fit"][0] == ("crop", "pad")
+    assert list(optional)[-3:] == ["fit", "scheduler", "compile"] and optional["fit"][0] == ("crop", "pad")
     assert optional["scheduler"][1]["default"] == optional["scheduler"][0][0] == "ddim"
     assert optional["fit"][1]["default"] == DEFAULT_FIT == "crop"

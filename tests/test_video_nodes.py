@@ -176,7 +176,8 @@ def test_reference_and_maps_are_fitted_alike(nodes, monkeypatch, canvas, mode):
 
 def test_fit_then_scheduler_then_control_maps_are_the_last_inputs_with_their_defaults(nodes):
     optional = nodes.DreamDanceAnimate.INPUT_TYPES()["optional"]
-    assert list(optional)[-3:] == ["fit", "scheduler", "control_maps"] and optional["fit"][0] == ("crop", "pad")
+    assert list(optional)[-4:-1] == ["fit", "scheduler", "control_maps"] and optional["fit"][0] == ("crop", "pad")
+    assert list(optional)[-1] == "compile"  # appended after them (tests/test_node_compile_memory.py)
     assert optional["scheduler"][1]["default"] == optional["scheduler"][0][0] == "euler"
     assert optional["fit"][1]["default"] == DEFAULT_FIT
 

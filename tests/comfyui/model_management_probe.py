@@ -80,6 +80,18 @@ def compile_across_reloads(pack) -> dict:
             "loaded_after": loaded_names()}
 
 
+def memory_estimates(pack) -> dict:
+    """The pack's activation estimates (``dreamdance_core.memory``) for the runs below: what the nodes pass."""
+    memory = importlib.import_module(f"{pack.__name__}.dreamdance_core.memory")
+    stage1 = importlib.import_module(f"{pack.__name__}.dreamdance_core.sampling.stage1")
+    stage2 = importlib.import_module(f"{pack.__name__}.dreamdance_core.sampling.stage2")
+    geometry = memory.stage1_memory(stage1.Stage1Options(steps=1, guidance=(2.0, 2.0, 2.0)), FRAMES, W, H,
+                                    torch.float32)
+    animate = memory.stage2_memory(stage2.Stage2Options(width=W, height=H, num_frames=FRAMES, steps=1, max_cfg=2.0,
+                                                        decode_chunk_size=2), torch.float32)
+    return {"geometry": geometry, "animate": animate}
+
+
 def main() -> None:
     pack = load_pack(os.environ["DREAMDANCE_PACK_DIR"])
     # the node classes (ComfyUI's V3 nodes, when the pack exports those, run these V1 classes' functions: nodes/_v3.py)
@@ -91,7 +103,8 @@ def main() -> None:
 
     def load_models_gpu(models, *args, **kwargs):
         calls.append({"models": [type(m.model).__name__ for m in models],
-                      "force_full_load": kwargs.get("force_full_load", False)})
+                      "force_full_load": kwargs.get("force_full_load", False),
+                      "memory_required": kwargs.get("memory_required", args[0] if args else 0)})
         return real_load(models, *args, **kwargs)
 
     mm.load_models_gpu = load_models_gpu
@@ -178,6 +191,7 @@ def main() -> None:
 
     facts["during"] = during
     facts["load_calls"] = calls
+    facts["memory_estimates"] = memory_estimates(pack)
     facts["compile"] = compile_across_reloads(pack)
     print(json.dumps(facts))
 

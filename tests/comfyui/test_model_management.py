@@ -39,6 +39,16 @@ def test_each_run_loads_our_pipeline_through_load_models_gpu_fully(facts):
     assert all(call["force_full_load"] for call in ours)  # no lowvram partial load: our layers are no comfy.ops
 
 
+def test_each_load_asks_comfyui_for_room_for_our_activations(facts):
+    """``memory_required`` (dreamdance_core.memory) reaches ComfyUI's own load_models_gpu, which frees that much
+    (plus its reserve) on a GPU before loading, as for its own sampling (comfy/sampler_helpers.py)."""
+    ours = [call for call in facts["load_calls"] if call["models"][0] in (STAGE1, STAGE2)]
+    estimates = facts["memory_estimates"]
+    assert estimates["geometry"] > 0 and estimates["animate"] > 0
+    expected = [estimates["geometry"]] * 3 + [estimates["animate"], estimates["geometry"]]
+    assert [call["memory_required"] for call in ours] == expected
+
+
 def test_comfyui_counts_our_model_while_it_samples(facts):
     first_geometry, animate = facts["during"][0], facts["during"][3]
     assert (first_geometry["sampler"], animate["sampler"]) == ("geometry", "animate")
