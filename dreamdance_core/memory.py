@@ -10,11 +10,12 @@ Ours: the peak of one window's denoiser forward (the batch: window frames x CFG 
 Stage 1) or of one VAE decode chunk, whichever is larger (they never overlap). The factors are elements per latent
 pixel per batch item, measured by ``bench/bench_activation_memory.py`` at the real layouts (SD1.5-layout Stage 1 with
 reference UNet and pose guider; SVD-XT UNet + ControlNet + controller; SD and SVD VAE decoders) as the peak of live
-tensors, with memory-efficient attention (what CUDA's SDPA runs); it is linear in frames and pixels within 1 %.
-:data:`MARGIN` covers the allocator's fragmentation and kernel workspaces. The estimate depends on the window, not on
-the video's length: what grows with the video (fp32 latents, ~16 bytes per latent pixel per frame and domain, and
-the decoded frames) is small beside it or held by the caller. The factors are the real layouts': smaller models
-(the demo and tiny ones) need less than estimated.
+tensors, with memory-efficient attention (what CUDA's SDPA runs); the peak is linear in frames and pixels within 1 %
+from 256x384 up (a few % above the factor at 64x96). :data:`MARGIN` is headroom for the allocator's fragmentation and
+kernel workspaces, chosen, not measured (no GPU was at hand). The estimate depends on the window, not on the video's
+length; what grows with the video is not counted: the fp32 latents (16 bytes per latent pixel, frame and domain) and
+the decoded frames the samplers fill on the device (fp32, 12 bytes per pixel and frame: 1.2 GB for 256 frames at
+512x768). The factors are the real layouts': smaller models (the demo and tiny ones) need less than estimated.
 """
 
 from __future__ import annotations
