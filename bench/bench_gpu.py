@@ -39,8 +39,10 @@ Printed, asserted nothing:
   frames the call returns on the device (they grow with the video by definition). CPU: not measured here (see
   ``bench.bench_memory_frames`` for peak RSS).
 
-Default precision: bf16 on CUDA (fp16 where the GPU has no bf16), fp32 on CPU; ``--precision`` sets it. On CUDA, TF32
-is allowed for what stays fp32 (``--no-tf32`` to forbid it).
+Precision: ``--precision`` as the CLI's (:mod:`dreamdance_core.precision`; default ``auto``: bf16 on CUDA, fp16 on GPUs
+without native bf16, fp32 on CPU); on CUDA, TF32 for what stays fp32 and, with ``--channels-last``, the models in
+``channels_last`` (:func:`~dreamdance_core.precision.prepare_for_device`, as the entry points do). ``--no-rgb-decode``:
+Stage 1 decodes only normal and depth (``Stage1Options.decode_rgb=False``).
 
 Not run on a GPU yet when written: no CUDA machine was lent to the session (only ``--device cpu --tiny`` has run).
 """
@@ -60,12 +62,13 @@ from typing import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dreamdance_core.precision import DEFAULT_PRECISION, PRECISION_HELP, PRECISIONS, prepare_for_device, resolve_dtype
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "dreamdance_core" / "configs"
 H100_DENSE_BF16_TFLOPS = 989.0
 TARGET_STAGE1_S_PER_FRAME = 0.12  # issue 31
 TARGET_STAGE2_S_PER_16_FRAMES = 4.5
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 MIB = 2**20
 
 
@@ -86,7 +89,7 @@ TINY_DEFAULTS = dict(frames=4, steps=2, repeats=1, warmup_steps=1, memory_frames
 # --- models and inputs ----------------------------------------------------------------------------------------------
 
 
-def build_stage1(tiny: bool, device: str, dtype: torch.dtype):
+def build_stage1(tiny: bool, device: str, dtype: torch.dtype, channels_last: bool = False):
     """The Stage-1 :class:`~dreamdance_core.pipelines.GeometryPipeline` with random weights, on ``device``."""
     from dreamdance_core.pipelines import GeometryPipeline
 
@@ -111,10 +114,11 @@ def build_stage1(tiny: bool, device: str, dtype: torch.dtype):
     pipeline.to(device=device, dtype=dtype)
     for module in pipeline.modules():
         module.eval().requires_grad_(False)
+    prepare_for_device(pipeline.modules(), device, channels_last=channels_last)  # TF32 (+ channels_last) on CUDA
     return pipeline
 
 
-def build_stage2(tiny: bool, device: str, dtype: torch.dtype):
+def build_stage2(tiny: bool, device: str, dtype: torch.dtype, channels_last: bool = False):
     """The Stage-2 :class:`~dreamdance_core.pipelines.VideoPipeline` (SVD + controller + ControlNet), random weights."""
     from dreamdance_core.pipelines import VideoPipeline
 
@@ -135,10 +139,11 @@ def build_stage2(tiny: bool, device: str, dtype: torch.dtype):
     pipeline.to(device=device, dtype=dtype)
     for module in pipeline.modules():
         module.eval().requires_grad_(False)
+    prepare_for_device(pipeline.modules(), device, channels_last=channels_last)  # TF32 (+ channels_last) on CUDA
     return pipeline
 
 
-def stage1_runner(pipeline, size: StageSize, frames: int, seed: int = 0):
+def stage1_runner(pipeline, size: StageSize, frames: int, seed: int = 0, decode_rgb: bool = True):
     """``run(steps, windows, compile)`` -> one ``sample_geometry`` call on random CPU inputs of ``frames`` frames."""
     from dreamdance_core.sampling.stage1 import Stage1Options, sample_geometry
 
@@ -147,14 +152,16 @@ def stage1_runner(pipeline, size: StageSize, frames: int, seed: int = 0):
     poses = torch.rand(frames, 3, size.height, size.width, generator=generator) * 2 - 1
 
     def run(steps: int, windows=None, compile: bool = False):
-        options = Stage1Options(steps=steps, windows=windows, compile=compile)  # default MCFG (3.5, 2.5, 3.5)
+        options = Stage1Options(steps=steps, windows=windows, compile=compile,  # default MCFG (3.5, 2.5, 3.5)
+                                decode_rgb=decode_rgb)
         return sample_geometry(pipeline, reference, poses, options)
 
     return run
 
 
-def stage2_runner(pipeline, size: StageSize, frames: int, seed: int = 0):
-    """``run(steps, windows, compile)`` -> one controlled ``sample_stage2`` call on random CPU inputs."""
+def stage2_runner(pipeline, size: StageSize, frames: int, seed: int = 0, decode_rgb: bool = True):
+    """``run(steps, windows, compile)`` -> one controlled ``sample_stage2`` call on random CPU inputs (``decode_rgb``:
+    Stage 1's option, taken and ignored so that both runners are called alike)."""
     from dreamdance_core.sampling.stage2 import Stage2Inputs, Stage2Options, sample_stage2
 
     generator = torch.Generator().manual_seed(seed)
@@ -227,7 +234,7 @@ def flop_floor(run, steps: int) -> dict:
 def output_bytes(output, device: str) -> int:
     """Bytes of the returned frames that live on ``device``."""
     tensors = [output] if isinstance(output, torch.Tensor) else [output.rgb, output.normal, output.depth]
-    return sum(t.nbytes for t in tensors if t.device.type == torch.device(device).type)
+    return sum(t.nbytes for t in tensors if t is not None and t.device.type == torch.device(device).type)
 
 
 def timed(run, device: str, repeats: int) -> list[float]:
@@ -270,12 +277,6 @@ def peak_memory(run, device: str) -> dict | None:
 # --- the bench ------------------------------------------------------------------------------------------------------
 
 
-def default_precision(device: str) -> str:
-    if torch.device(device).type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
 def speed(run, windows, args) -> dict:
     """FLOP floor (eager), warm-up and timed runs of ``run`` (from :func:`stage1_runner` / :func:`stage2_runner`)."""
     flops = flop_floor(lambda steps: run(steps, windows), args.steps)
@@ -305,14 +306,14 @@ def stage_results(stage: int, args) -> dict:
     """Build one stage, then FLOP floor, warm-up, timed runs and the memory runs (each case guarded against OOM)."""
     from dreamdance_core.sampling.windows import WindowOptions
 
-    device, dtype = args.device, PRECISIONS[args.precision]
+    device, dtype = args.device, resolve_dtype(args.precision, args.device)
     size = args.size or (TINY_SIZES if args.tiny else REAL_SIZES)[stage]
     build, runner = (build_stage1, stage1_runner) if stage == 1 else (build_stage2, stage2_runner)
     windows = WindowOptions(length=args.window, overlap=args.overlap)
     result = {"stage": stage, "size": size, "frames": args.frames, "steps": args.steps, "memory": {}}
     started = time.perf_counter()
     try:
-        pipeline = build(args.tiny, device, dtype)
+        pipeline = build(args.tiny, device, dtype, args.channels_last)
     except Exception as error:  # noqa: BLE001
         result["error"] = "building the models: " + failure(error)
         free(device)
@@ -320,13 +321,14 @@ def stage_results(stage: int, args) -> dict:
     synchronize(device)
     result["build_s"] = time.perf_counter() - started
     try:
-        result.update(speed(runner(pipeline, size, args.frames), windows, args))
+        result.update(speed(runner(pipeline, size, args.frames, decode_rgb=not args.no_rgb_decode), windows, args))
     except Exception as error:  # noqa: BLE001 - one failed case must not cost the others' figures on a lent GPU
         result["error"] = failure(error)
     free(device)
     for frames in args.memory_frames:
         try:
-            result["memory"][frames] = memory(runner(pipeline, size, frames, seed=frames), windows, args)
+            case = runner(pipeline, size, frames, seed=frames, decode_rgb=not args.no_rgb_decode)
+            result["memory"][frames] = memory(case, windows, args)
         except Exception as error:  # noqa: BLE001
             result["memory"][frames] = {"error": failure(error)}
         free(device)
@@ -414,8 +416,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--tiny", action="store_true", help="tiny random models, small sizes (a smoke check on a CPU)")
     parser.add_argument("--size", type=parse_size, default=None, metavar="WxH",
                         help="video size of both stages (default: 256x384 and 512x768; --tiny: 16x16)")
-    parser.add_argument("--precision", choices=sorted(PRECISIONS), default=None,
-                        help="model dtype (default: bf16 on CUDA, fp16 without bf16 support, fp32 on CPU)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help=PRECISION_HELP)
+    parser.add_argument("--channels-last", action="store_true", help="models in channels_last (CUDA)")
+    parser.add_argument("--no-rgb-decode", action="store_true", help="Stage 1 decodes normal and depth only")
     parser.add_argument("--compile", action="store_true", help="torch.compile both denoisers (Stage*Options.compile)")
     parser.add_argument("--only", type=int, nargs="+", choices=(1, 2), default=[1, 2], help="stages to run")
     parser.add_argument("--frames", type=int, default=None, help="frames of the timed runs (16; --tiny: 4)")
@@ -428,7 +431,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--overlap", type=int, default=None, help="window overlap (4; --tiny: 1)")
     parser.add_argument("--peak-tflops", type=float, default=H100_DENSE_BF16_TFLOPS,
                         help="the device's peak for the FLOP floor (default: H100 SXM dense bf16)")
-    parser.add_argument("--no-tf32", action="store_true", help="forbid TF32 for fp32 matrix products on CUDA")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 on --device cpu, steadiest on a busy box; else torch's)")
     args = parser.parse_args(argv)
@@ -439,20 +441,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if cuda and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine (torch with CUDA), or --device cpu --tiny to check "
                          "the script")
-    args.precision = args.precision or default_precision(args.device)
     if args.threads or not cuda:
         torch.set_num_threads(args.threads or 1)
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = not args.no_tf32
-        torch.backends.cudnn.allow_tf32 = not args.no_tf32
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()
     name = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} thread(s))"
     models = "tiny random models (dreamdance_core.tiny)" if args.tiny else "real architectures, random weights"
     print(f"{name}; torch {torch.__version__}" + (f" (CUDA {torch.version.cuda})" if cuda else "")
-          + f"; {args.precision}; compile {'on' if args.compile else 'off'}; "
-          f"TF32 {'off' if args.no_tf32 or not cuda else 'on'}; {models}", flush=True)
+          + f"; {args.precision} = {str(resolve_dtype(args.precision, args.device)).removeprefix('torch.')}; "
+          f"compile {'on' if args.compile else 'off'}; TF32 {'on' if cuda else 'off'}; channels_last "
+          f"{'on' if args.channels_last and cuda else 'off'}; RGB decode {'off' if args.no_rgb_decode else 'on'}; "
+          f"{models}", flush=True)
     results = []
     for stage in args.only:
         results.append(stage_results(stage, args))
