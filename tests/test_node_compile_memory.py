@@ -170,3 +170,22 @@ def test_the_sampling_nodes_pass_their_estimate_to_load_models_gpu(comfy_stubs):
     options = Stage2Options(width=W, height=H, num_frames=3, max_cfg=2.5, decode_chunk_size=2)
     assert comfy_stubs.memory_required == [stage2_memory(options, torch.float32)]
     assert comfy_stubs.memory_required[0] > 0
+
+
+def test_the_measuring_tool_counts_live_tensors_once_and_not_the_weights():
+    """bench/bench_activation_memory.py's counter, on CPU tensors: a freed tensor leaves the count, a view adds
+    nothing, the weights and inputs are not counted, and attention counts its output only."""
+    from bench.bench_activation_memory import peak_bytes
+
+    weight, x = torch.nn.Linear(256, 256, bias=False), torch.rand(1024, 256)  # 1 MiB per [1024, 256] fp32 tensor
+
+    def run():
+        a = weight(x)  # 1 MiB live
+        b = (a * 2).view(256, 1024).t()  # 2 MiB; the view and the transpose add nothing
+        del a
+        c = b + 1  # 2 MiB (a is gone)
+        q = torch.rand(1, 1, 1024, 256)  # 3 MiB
+        attended = torch.nn.functional.scaled_dot_product_attention(q, q, q)  # 4 MiB: its output only
+        return attended + c.t().reshape(1, 1, 1024, 256)  # 5 MiB (c kept b's layout: c.t() reshapes as a view)
+
+    assert peak_bytes(run, [weight], [x]) == 5 * 2**20
