@@ -145,7 +145,8 @@ def schema(node_id: str, v1, display_name: str | None):
     inputs = [_input(name, spec, section == "optional")
               for section in ("required", "optional") for name, spec in declared.get(section, {}).items()]
     return io.Schema(
-        node_id=node_id, display_name=display_name, category=v1.CATEGORY, description=getattr(v1, "DESCRIPTION", ""),
+        node_id=node_id, display_name=display_name or node_id, category=getattr(v1, "CATEGORY", "sd"),  # V1's defaults
+        description=getattr(v1, "DESCRIPTION", ""),
         inputs=inputs, outputs=_outputs(v1), hidden=hidden or None,
         is_output_node=bool(getattr(v1, "OUTPUT_NODE", False)), is_input_list=bool(getattr(v1, "INPUT_IS_LIST", False)),
         is_deprecated=bool(getattr(v1, "DEPRECATED", False)),

@@ -267,6 +267,35 @@ def stamp():
 first = stamp()
 os.utime(pose_file, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
 validate = {node_id: first_real_override(n, "validate_inputs") for node_id, n in nodes.items()}
+from comfy_api.internal import make_locked_method_func
+_v3 = sys.modules[spec.name + ".nodes._v3"]
+
+
+class Synthetic:  # every V1 option kind the builder translates, hidden inputs, output lists and a ui + result answer
+    CATEGORY, FUNCTION, DESCRIPTION = "DreamDance/test", "run", "synthetic"
+    RETURN_TYPES, OUTPUT_IS_LIST, OUTPUT_TOOLTIPS = ("MY_TYPE", "INT"), (False, True), ("the id", "numbers")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "count": ("INT", {"default": 3, "min": 1, "max": 9, "step": 2, "display": "slider",
+                              "control_after_generate": True, "tooltip": "t"}),
+            "scale": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "round": 0.001, "tooltip": "t"}),
+            "text": ("STRING", {"multiline": True, "placeholder": "p", "dynamicPrompts": False, "default": "x"}),
+            "flag": ("BOOLEAN", {"default": True, "label_on": "yes", "label_off": "no"}),
+            "image": (["a.png", "b.png"], {"image_upload": True, "default": "b.png"}),
+            "mask": ("MASK", {"tooltip": "t"}),
+            "custom": ("MY_TYPE", {"tooltip": "t", "rawLink": True}),
+        }, "optional": {"extra": ("INT", {"forceInput": True})}, "hidden": {"node": "UNIQUE_ID"}}
+
+    def run(self, count, scale, text, flag, image, mask, custom, extra=None, node=None):
+        return {"ui": {"text": [node]}, "result": (node, [count])}
+
+
+synthetic = _v3.make_node("DreamDanceSynthetic", Synthetic, "Synthetic")
+clone = synthetic.PREPARE_CLASS_CLONE({io.Hidden.unique_id: "42"})
+answer = make_locked_method_func(synthetic, "EXECUTE_NORMALIZED", clone)(
+    count=3, scale=0.5, text="x", flag=True, image="a.png", mask=None, custom=None)
 ANIMATE = {"min_cfg": 1.0, "max_cfg": 3.0, "noise_aug_strength": 0.0, "strength": 1.0, "pose_strength": 1.0,
            "depth_strength": 1.0, "normal_strength": 1.0}
 print(json.dumps({
@@ -280,6 +309,8 @@ print(json.dumps({
     "smooth_nan": validate["DreamDanceSmoothPoses"](sigma=float("nan")),
     "animate_linked_map": validate["DreamDanceAnimate"](depth=None, **ANIMATE),
     "animate_no_map": validate["DreamDanceAnimate"](**ANIMATE),
+    "synthetic": {"v1_inputs": Synthetic.INPUT_TYPES(), "v3_inputs": synthetic.INPUT_TYPES(),
+                  "v3_info": synthetic.GET_NODE_INFO_V1(), "answer": [list(answer.args), answer.ui]},
 }))
 """
 
@@ -322,3 +353,20 @@ def test_validate_inputs_names_its_inputs_like_v1(v3_probe: dict[str, Any]):
 def test_fingerprint_follows_the_pose_file(v3_probe: dict[str, Any]):
     first, touched, text = v3_probe["fingerprints"]
     assert first != touched and text == ""
+
+
+def test_the_builder_translates_every_v1_option_kind(v3_probe: dict[str, Any]):
+    """A synthetic V1 node with every option the builder maps (slider INT with control_after_generate, FLOAT round,
+    STRING placeholder, BOOLEAN labels, an image-upload combo, MASK, a custom socket with rawLink, a forceInput
+    optional, a hidden UNIQUE_ID, an output list, output tooltips): its V3 inputs are the V1 ones, and its V1 answer
+    (``{"ui", "result"}``) comes back as the NodeOutput with the hidden id handed to the V1 function."""
+    synthetic = v3_probe["synthetic"]
+    v1_inputs, v3_inputs = synthetic["v1_inputs"], synthetic["v3_inputs"]
+    assert v3_inputs.pop("hidden") == {"unique_id": ["UNIQUE_ID"]} and v1_inputs.pop("hidden") == {"node": "UNIQUE_ID"}
+    assert without_v3_extras({"input": v3_inputs})["input"] == v1_inputs
+    info = synthetic["v3_info"]
+    assert (info["output"], info["output_name"]) == (["MY_TYPE", "INT"], ["MY_TYPE", "INT"])
+    assert (info["output_is_list"], info["output_tooltips"]) == ([False, True], ["the id", "numbers"])
+    assert (info["display_name"], info["category"], info["description"]) == ("Synthetic", "DreamDance/test",
+                                                                             "synthetic")
+    assert synthetic["answer"] == [["42", [3]], {"text": ["42"]}]
