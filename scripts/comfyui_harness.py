@@ -42,6 +42,28 @@ APP_READY = (
     " && app.graph.nodes.length > 0)"
 )
 
+# The frontends the browser tests run: the one ComfyUI 0.3.75 bundles (comfyui-frontend-package 1.32.9) and the newest
+# comfyui-frontend-package, which scripts/setup_comfyui.sh installs with pip into its own folder (pinned there too) and
+# the server serves with --front-end-root.
+BUNDLED_FRONTEND = "bundled"
+NEWEST_FRONTEND = "1.58.1"
+FRONTENDS = (BUNDLED_FRONTEND, NEWEST_FRONTEND)
+# The frontend setting that draws nodes as Vue components ("Nodes 2.0") instead of on the LiteGraph canvas.
+VUE_NODES_SETTING = "Comfy.VueNodes.Enabled"
+
+
+def frontend_root(frontend: str) -> Path | None:
+    """The static folder to serve for ``frontend`` (None: the bundled one). DREAMDANCE_FRONTEND_ROOT_<version with
+    underscores> (e.g. DREAMDANCE_FRONTEND_ROOT_1_58_1) points at another copy of that version's static folder."""
+    if frontend == BUNDLED_FRONTEND:
+        return None
+    override = os.environ.get("DREAMDANCE_FRONTEND_ROOT_" + frontend.replace(".", "_"))
+    root = Path(override) if override else (
+        DEFAULT_INSTALL / f"frontend-{frontend}" / "comfyui_frontend_package" / "static")
+    if not (root / "index.html").is_file():
+        raise FileNotFoundError(f"no comfyui-frontend-package {frontend} in {root} (run scripts/setup_comfyui.sh)")
+    return root
+
 
 class PromptRejected(RuntimeError):
     """``POST /prompt`` answered with an error (HTTP 400: validation); ``body`` holds the server's JSON."""
@@ -137,8 +159,9 @@ class ServerDirs:
 class ComfyServer:
     """One ComfyUI process (CPU, no caching) serving on 127.0.0.1, with this pack loaded from ``dirs.packs``."""
 
-    def __init__(self, install: ComfyInstall, dirs: ServerDirs):
+    def __init__(self, install: ComfyInstall, dirs: ServerDirs, front_end_root: Path | None = None):
         self.install, self.dirs = install, dirs
+        self.front_end_root = front_end_root  # a frontend's static folder (--front-end-root); None: the bundled one
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
@@ -163,7 +186,7 @@ class ComfyServer:
             "--user-directory", str(self.dirs.user), "--output-directory", str(self.dirs.output),
             "--input-directory", str(self.dirs.input), "--temp-directory", str(self.dirs.temp),
             "--database-url", "sqlite:///:memory:", "--cache-none",
-        ]
+        ] + (["--front-end-root", str(self.front_end_root)] if self.front_end_root else [])
 
     def start(self) -> float:
         """Start the server and wait until it answers; returns the seconds that took. Raises with the log tail."""

@@ -342,11 +342,18 @@ async (spec) => {
     if (!a.connect(out, b, inp)) throw new Error(`link ${from}.${output} -> ${to}.${input} refused`);
   }
   const gap = 60, title = LiteGraph.NODE_TITLE_HEIGHT;
+  // Nodes 2.0 (the frontend's Vue nodes) draws a node taller than the canvas size saved here: about 3 units more per
+  // widget row plus a footer on nodes sized by their widgets (frontend 1.58.1: up to +92 for Animate), and the bundled
+  // 1.32.9 scales the layout by 1.2 and grows an image preview. The space below each node leaves room for that.
+  const nodes2Room = (s, node) => (s.size ? 36 : 20 + 3 * (node.widgets?.length ?? 0));
   let x = 0;
   for (const col of [...new Set(spec.nodes.map((s) => s.col))].sort((p, q) => p - q)) {
-    const nodes = spec.nodes.filter((s) => s.col === col).map((s) => made[s.key]);
+    const specs = spec.nodes.filter((s) => s.col === col), nodes = specs.map((s) => made[s.key]);
     let y = title;
-    for (const node of nodes) { node.pos = [x, y]; y += node.size[1] + title + gap / 2; }
+    nodes.forEach((node, i) => {
+      node.pos = [x, y];
+      y += node.size[1] + title + gap / 2 + nodes2Room(specs[i], node);
+    });
     x += Math.max(...nodes.map((node) => node.size[0])) + gap;
   }
   // the view a user gets on opening it (saved in extra.ds): the whole graph clear of the side bar and menus

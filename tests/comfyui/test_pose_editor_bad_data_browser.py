@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from scripts.comfyui_harness import APP_READY, ComfyServer
+from scripts.comfyui_harness import ComfyServer
+from tests.comfyui.conftest import open_frontend
 
 NECK, R_HIP = 1, 8  # dreamdance_core.pose.schema body-18 indices
 DRAG = (30, 24)  # screen pixels
@@ -85,15 +86,12 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def page(_browser, comfy_server: ComfyServer):
-    context = _browser.new_context(viewport={"width": 1600, "height": 1000})
-    context.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
-    page = context.new_page()
-    page.goto(comfy_server.url, wait_until="domcontentloaded")
-    page.wait_for_function(APP_READY, timeout=60_000)
+def page(_browser, frontend_server: ComfyServer):
+    """One page per frontend (classic mode) for the whole module."""
+    page = open_frontend(_browser, frontend_server)
     page.wait_for_function(EXTENSION_REGISTERED, timeout=30_000)
     yield page
-    context.close()
+    page.context.close()
 
 
 def _drag_neck(page, person: int) -> tuple[float, float]:
@@ -109,7 +107,7 @@ def _drag_neck(page, person: int) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("text, words", [pytest.param(t, w, id=n) for n, t, w in CASES])
-def test_editor_shows_bad_data_and_keeps_working(page, comfy_server: ComfyServer, text: str, words: str,
+def test_editor_shows_bad_data_and_keeps_working(page, frontend_server: ComfyServer, text: str, words: str,
                                                   request: pytest.FixtureRequest):
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -119,7 +117,7 @@ def test_editor_shows_bad_data_and_keeps_working(page, comfy_server: ComfyServer
     state = page.evaluate(STATE)
     assert state["shown"] and words in state["message"], state
     if request.node.callspec.id == "body25-openpose-file":
-        shot = "/tmp/pose_editor_body25.png"
+        shot = frontend_server.output_dir.parent / "pose_editor_body25.png"
         page.screenshot(path=shot)
         print("screenshot:", shot)
 
@@ -132,11 +130,11 @@ def test_editor_shows_bad_data_and_keeps_working(page, comfy_server: ComfyServer
     state = page.evaluate(STATE)
     assert not state["shown"] and state["error"] is None, state  # the widget now holds what is shown
     if request.node.callspec.id == "frames-mixed":
-        page.screenshot(path="/tmp/pose_editor_frames_mixed_after_edit.png")
+        page.screenshot(path=frontend_server.output_dir.parent / "pose_editor_frames_mixed_after_edit.png")
 
     # what the editor saved is a pose the node accepts when queued
     prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
-    status, body = comfy_server.post("/prompt", {"prompt": prompt, "client_id": "pose-editor-bad-data"})
+    status, body = frontend_server.post("/prompt", {"prompt": prompt, "client_id": "pose-editor-bad-data"})
     assert status == 200, body
     assert not errors, errors
 

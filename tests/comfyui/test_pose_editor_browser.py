@@ -1,5 +1,6 @@
-"""The skeleton editor in the real ComfyUI frontend: open a workflow holding the editor, drag a joint with the mouse,
-save/reload the workflow, run the graph on the server, and find the moved joint in the rendered image."""
+"""The skeleton editor in the real ComfyUI frontend (both frontends, classic and Nodes 2.0 mode): open a workflow
+holding the editor, drag a joint with the mouse, save/reload the workflow, run the graph on the server, and find the
+moved joint in the rendered image."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from scripts.comfyui_harness import ComfyServer
+from tests.comfyui.conftest import open_frontend
 
 NECK, NECK_COLOR = 1, (255, 85, 0)  # dreamdance_core.pose.schema: joint 1, BODY_COLORS[1]
 DRAG = (40, 30)  # screen pixels
@@ -74,9 +76,18 @@ def _wait_for_file(path, timeout: float = 90.0) -> None:
         time.sleep(0.2)
 
 
-def test_drag_a_joint_and_render_it(browser_page, comfy_server: ComfyServer):
+@pytest.mark.parametrize("mode", ["classic", "nodes2"])
+def test_drag_a_joint_and_render_it(_browser, frontend_server: ComfyServer, frontend: str, mode: str):
+    """In both frontends and both node modes (classic canvas, Nodes 2.0 Vue nodes)."""
     Image = pytest.importorskip("PIL.Image")
-    page = browser_page
+    page = open_frontend(_browser, frontend_server, vue_nodes=mode == "nodes2")
+    try:
+        _drag_a_joint_and_render_it(page, frontend_server, f"{frontend}-{mode}", Image)
+    finally:
+        page.context.close()
+
+
+def _drag_a_joint_and_render_it(page, server: ComfyServer, name: str, Image) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.wait_for_function(EXTENSION_REGISTERED, timeout=30_000)
@@ -85,8 +96,9 @@ def test_drag_a_joint_and_render_it(browser_page, comfy_server: ComfyServer):
     page.evaluate(OPEN_WORKFLOW, workflow)
     _editor_ready(page)
     before = page.evaluate(POSE_STATE)
-    page.screenshot(path=str(comfy_server.output_dir.parent / "pose_editor.png"))
-    print("screenshot:", comfy_server.output_dir.parent / "pose_editor.png")
+    shot = server.output_dir.parent / f"pose_editor-{name}.png"
+    page.screenshot(path=str(shot))
+    print("screenshot:", shot)
     assert page.locator("text=Invalid workflow").count() == 0
 
     # Frames: step forward and back; mark frame 0 as a key.
@@ -116,7 +128,7 @@ def test_drag_a_joint_and_render_it(browser_page, comfy_server: ComfyServer):
 
     # Run the graph on the server; the first rendered frame shows the neck where it was dragged.
     page.evaluate("async () => { await app.queuePrompt(0, 1); }")
-    first = comfy_server.output_dir / f"{prefix}_00001_.png"
+    first = server.output_dir / f"{prefix}_00001_.png"
     _wait_for_file(first)
     image = Image.open(first)
     pixels = np.asarray(image.convert("RGB"))
