@@ -555,6 +555,9 @@ app.registerExtension({
       if (state) {
         state.hidden = true; // the editor below shows and edits it
         state.computeSize = () => [0, -4]; // older frontends ignore `hidden`
+        // Nodes 2.0 (Vue nodes) of frontend 1.32.9 skips widgets whose options say hidden (a copy: the options object
+        // may be shared with the node definition)
+        state.options = { ...(state.options ?? {}), hidden: true };
       }
       this.poseEditor = new PoseEditor(this);
       const widget = this.addDOMWidget("pose_editor", "dreamdance_pose_editor", this.poseEditor.element, {

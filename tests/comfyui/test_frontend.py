@@ -108,7 +108,7 @@ async (boxes) => {
 VUE_NODE_COUNT = "document.querySelectorAll('[data-node-id]').length"  # Nodes 2.0: one DOM component per node
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("workflow_screenshots")
     print(f"workflow screenshots: {folder}")
