@@ -100,3 +100,21 @@ def test_same_name_jpeg_thumbnail(path: Path):
     assert thumbnail.stat().st_size < THUMBNAIL_MAX_BYTES
     with Image.open(thumbnail) as image:
         assert image.format == "JPEG" and min(image.size) >= 200
+
+
+TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT: a node's title bar lies above its pos
+# scripts/make_workflows.py leaves at least this much below a stacked node (Nodes 2.0 draws nodes taller)
+STACK_GAP = 50
+
+
+@workflow_paths
+def test_no_two_nodes_overlap(path: Path):
+    """On the classic canvas as saved (pos, size, title bar above pos), with the gap below each node that leaves room
+    for the taller Nodes 2.0 layout (tests/comfyui/test_frontend.py measures both modes in both frontends)."""
+    boxes = [(node.get("title") or node["type"], node["pos"][0], node["pos"][1] - TITLE_HEIGHT, node["size"][0],
+              node["size"][1] + TITLE_HEIGHT + STACK_GAP) for node in _workflow(path)["nodes"]]
+    overlapping = [
+        (a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+        if min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]) > 0 and min(a[2] + a[4], b[2] + b[4]) - max(a[2], b[2]) > 0
+    ]
+    assert overlapping == []
