@@ -173,9 +173,12 @@ def test_bad_reference_images(no_model_work, capsys, tmp_path, monkeypatch, kind
     monkeypatch.setattr(cli, "_check_work", lambda *a, **k: None)
     from dreamdance_core import sources
 
-    class Stub:
+    class Stub:  # a pipeline's interface as the CLI uses it before reading the reference
         def to(self, **kwargs):
             return self
+
+        def modules(self):
+            return []
 
     monkeypatch.setattr(sources, "geometry_pipeline", lambda *a, **k: Stub())
     _refused(capsys, ["--reference", str(reference), "--frames", "1", "--output", str(tmp_path / "o")], fragment)
