@@ -111,10 +111,16 @@ def build_stage1(tiny: bool, device: str, dtype: torch.dtype, channels_last: boo
             encoder = CLIPVisionModelWithProjection(
                 CLIPVisionConfig.from_pretrained(CONFIGS / "clip_vision" / "vit_l14"))
         pipeline = GeometryPipeline(model, vae, encoder)
+    return _ready(pipeline, device, dtype, channels_last)
+
+
+def _ready(pipeline, device: str, dtype: torch.dtype, channels_last: bool):
+    """The built pipeline on ``device`` in ``dtype``, in eval mode without gradients, prepared as the entry points do
+    (TF32, and channels_last when asked, on CUDA)."""
     pipeline.to(device=device, dtype=dtype)
     for module in pipeline.modules():
         module.eval().requires_grad_(False)
-    prepare_for_device(pipeline.modules(), device, channels_last=channels_last)  # TF32 (+ channels_last) on CUDA
+    prepare_for_device(pipeline.modules(), device, channels_last=channels_last)
     return pipeline
 
 
@@ -136,11 +142,7 @@ def build_stage2(tiny: bool, device: str, dtype: torch.dtype, channels_last: boo
             controlnet = SVDControlNet.from_unet(components.unet)
             controller = CrossDomainController()  # the paper's: pose, depth, normal; 8x down to 320 channels
         pipeline = VideoPipeline(components, controller, controlnet)
-    pipeline.to(device=device, dtype=dtype)
-    for module in pipeline.modules():
-        module.eval().requires_grad_(False)
-    prepare_for_device(pipeline.modules(), device, channels_last=channels_last)  # TF32 (+ channels_last) on CUDA
-    return pipeline
+    return _ready(pipeline, device, dtype, channels_last)
 
 
 def stage1_runner(pipeline, size: StageSize, frames: int, seed: int = 0, decode_rgb: bool = True):
